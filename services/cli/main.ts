@@ -1,0 +1,192 @@
+// The `deltamesh` command: run a node (serve, dev), migrate a database, and
+// get/put/list records for a person trying it out.
+import { Command, InvalidArgumentError } from "commander";
+import { resolveNodeConfig, type NodeConfigInput } from "../platform/node-config.js";
+import { startNode } from "../platform/server.js";
+import { migrate } from "../store/migrate.js";
+import pg from "pg";
+import { connectRecords, parseAssignments, printRecord, refFor } from "./record-commands.js";
+
+const program = new Command()
+  .name("deltamesh")
+  .description("Sync backbone for customer data: versioned records, conflict handling, change streams")
+  .showHelpAfterError();
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError("expected a port number 0-65535");
+  return n;
+}
+
+interface ServeFlags {
+  host?: string;
+  port?: number;
+  webPort?: number;
+  noWeb?: boolean;
+  databaseUrl?: string;
+  dataDir?: string;
+  config?: string;
+  nodeId?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  requireClientCert?: boolean;
+  insecureDevAuth?: boolean;
+}
+
+function toNodeInput(f: ServeFlags, defaults: NodeConfigInput = {}): NodeConfigInput {
+  const input: NodeConfigInput = { ...defaults };
+  if (f.host !== undefined) input.host = f.host;
+  if (f.port !== undefined) input.grpcPort = f.port;
+  if (f.webPort !== undefined) input.webPort = f.webPort;
+  if (f.noWeb) input.webPort = -1;
+  if (f.databaseUrl !== undefined) input.databaseUrl = f.databaseUrl;
+  if (f.dataDir !== undefined) input.dataDir = f.dataDir;
+  if (f.config !== undefined) input.configFile = f.config;
+  if (f.nodeId !== undefined) input.nodeId = f.nodeId;
+  if (f.insecureDevAuth !== undefined) input.insecureDevAuth = f.insecureDevAuth;
+  if (f.tlsCert && f.tlsKey) {
+    input.tls = { certFile: f.tlsCert, keyFile: f.tlsKey, caFile: f.tlsCa, requireClientCert: f.requireClientCert ?? false };
+  }
+  return input;
+}
+
+async function runUntilSignalled(input: NodeConfigInput, banner: (grpc: number, web: number | null, db: string) => string): Promise<void> {
+  const node = await startNode(resolveNodeConfig(input));
+  process.stdout.write(banner(node.grpcPort, node.webPort, node.databaseUrl) + "\n");
+  const shutdown = (signal: string) => {
+    node.log.info({ signal }, "signal received");
+    node.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        node.log.error({ err: e }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+}
+
+function serveOptions(cmd: Command): Command {
+  return cmd
+    .option("--host <host>", "address to listen on")
+    .option("--port <n>", "native gRPC port (0: any free port)", port)
+    .option("--web-port <n>", "Connect/gRPC-Web HTTP/1.1 port (0: any free port)", port)
+    .option("--no-web", "do not serve Connect/gRPC-Web")
+    .option("--database-url <url>", "PostgreSQL URL (default: embedded PostgreSQL in --data-dir)")
+    .option("--data-dir <dir>", "folder for the embedded PostgreSQL")
+    .option("--config <file>", "schema/policy file (YAML or JSON)")
+    .option("--node-id <id>", "this node's name in the cluster");
+}
+
+serveOptions(program.command("serve").description("run a node (settings from flags or DELTAMESH_* variables)"))
+  .option("--tls-cert <file>", "server certificate (PEM)")
+  .option("--tls-key <file>", "server private key (PEM)")
+  .option("--tls-ca <file>", "CA bundle for client certificates")
+  .option("--require-client-cert", "require client certificates (mTLS)")
+  .option("--insecure-dev-auth", "trust x-deltamesh-* identity headers (development only)")
+  .action(async (flags: ServeFlags & { web?: boolean }) => {
+    await runUntilSignalled(toNodeInput({ ...flags, noWeb: flags.web === false }), (g, w) =>
+      `deltamesh serving gRPC on :${g}${w === null ? "" : `, Connect/gRPC-Web on :${w}`}`,
+    );
+  });
+
+serveOptions(program.command("dev").description("run a development node on the embedded PostgreSQL, with dev auth"))
+  .action(async (flags: ServeFlags & { web?: boolean }) => {
+    const input = toNodeInput({ ...flags, noWeb: flags.web === false }, { insecureDevAuth: true, dataDir: ".deltamesh" });
+    await runUntilSignalled(input, (g, w, db) =>
+      [
+        `deltamesh dev node ready`,
+        `  gRPC:           127.0.0.1:${g}`,
+        ...(w === null ? [] : [`  Connect/gRPC-Web: http://127.0.0.1:${w}`]),
+        `  database:       ${db.replace(/:[^:@/]*@/, ":***@")}`,
+        `  try:            npx deltamesh put customers name="Li Lei" phone="138 0013 8000" --server 127.0.0.1:${g}`,
+      ].join("\n"),
+    );
+  });
+
+program
+  .command("migrate")
+  .description("apply pending database migrations and exit")
+  .option("--database-url <url>", "PostgreSQL URL (or DELTAMESH_DATABASE_URL)")
+  .action(async (flags: { databaseUrl?: string }) => {
+    const url = flags.databaseUrl ?? process.env.DELTAMESH_DATABASE_URL;
+    if (!url) throw new InvalidArgumentError("--database-url or DELTAMESH_DATABASE_URL is required");
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      const applied = await migrate(pool);
+      process.stdout.write(applied.length ? `applied migrations ${applied.join(", ")}\n` : "database is up to date\n");
+    } finally {
+      await pool.end();
+    }
+  });
+
+function clientOptions(cmd: Command): Command {
+  return cmd
+    .option("--server <host:port>", "node's gRPC address", process.env.DELTAMESH_SERVER ?? "127.0.0.1:50051")
+    .option("--config <file>", "schema file, to type the values you give")
+    .option("--tenant <tenant>", "tenant (dev auth)")
+    .option("--as <subject>", "caller subject (dev auth)");
+}
+
+interface ClientFlags {
+  server: string;
+  config?: string;
+  tenant?: string;
+  as?: string;
+}
+
+clientOptions(program.command("get <collection> [id]").description("print one record, by id or --key field=value"))
+  .option("--key <field=value>", "identity key, e.g. phone=13800138000")
+  .action(async (collection: string, id: string | undefined, flags: ClientFlags & { key?: string }) => {
+    const { client, schemas } = await connectRecords(flags);
+    const res = await client.getRecord({ ref: refFor(schemas, collection, id, flags.key) });
+    printRecord(schemas, res.record!);
+  });
+
+clientOptions(program.command("put <collection> <assignments...>").description("create or update a record: field=value ..."))
+  .option("--id <id>", "record id (default: a new id, or the record holding --key)")
+  .option("--key <field=value>", "upsert by identity key")
+  .option("--expected-version <n>", "apply only at this version", (v) => Number(v))
+  .option("--source <source>", "source system", "cli")
+  .action(async (collection: string, assignments: string[], flags: ClientFlags & { id?: string; key?: string; expectedVersion?: number; source: string }) => {
+    const { client, schemas } = await connectRecords(flags);
+    const schema = schemas.collections.get(collection);
+    const ref = flags.id || flags.key ? refFor(schemas, collection, flags.id, flags.key) : refFor(schemas, collection, crypto.randomUUID());
+    const res = await client.writeRecords({
+      mutations: [
+        {
+          ref,
+          set: schema ? parseAssignments(schema, assignments) : {},
+          expectedVersion: flags.expectedVersion === undefined ? undefined : BigInt(flags.expectedVersion),
+          source: flags.source,
+          device: "cli",
+        },
+      ],
+    });
+    const r = res.results[0]!;
+    process.stdout.write(`${r.created ? "created" : "updated"} ${r.collection}/${r.id} at version ${r.version}\n`);
+  });
+
+clientOptions(program.command("list <collection>").description("list records, optionally filtered: --where field=value"))
+  .option("--where <field=value...>", "equality filters")
+  .option("--limit <n>", "page size", (v) => Number(v), 20)
+  .action(async (collection: string, flags: ClientFlags & { where?: string[]; limit: number }) => {
+    const { client, schemas } = await connectRecords(flags);
+    const schema = schemas.collections.get(collection);
+    const where = schema ? parseAssignments(schema, flags.where ?? []) : {};
+    const res = await client.listRecords({
+      collection,
+      pageSize: flags.limit,
+      filters: Object.entries(where).map(([field, value]) => ({ field, value })),
+    });
+    for (const r of res.records) printRecord(schemas, r);
+    if (res.nextPageToken) process.stdout.write("(more records: raise --limit)\n");
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  const err = e as { code?: unknown; rawMessage?: string; message?: string };
+  process.stderr.write(`deltamesh: ${err.rawMessage ?? err.message ?? String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,73 @@
+// Settings of one deltamesh node: where it listens, which database and config
+// it uses. Read from command-line flags, then DELTAMESH_* environment
+// variables, then defaults.
+import { DEFAULT_CONFIG_PATH } from "../config/file-source.js";
+
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** CA bundle; with requireClientCert, clients must present a certificate it signed (mTLS). */
+  caFile?: string;
+  requireClientCert: boolean;
+}
+
+export interface NodeConfig {
+  nodeId: string;
+  host: string;
+  /** Native gRPC (grpc-js) port; 0 picks a free one. */
+  grpcPort: number;
+  /** Connect + gRPC-Web (HTTP/1.1) port; 0 picks a free one, -1 disables it. */
+  webPort: number;
+  /** PostgreSQL URL; absent: start the embedded PostgreSQL in `dataDir`. */
+  databaseUrl?: string;
+  dataDir: string;
+  /** Schema and policy file (YAML or JSON). */
+  configFile: string;
+  maxMessageBytes: number;
+  tls?: TlsFiles;
+  /** How long SIGTERM waits for in-flight calls before closing them. */
+  shutdownGraceMs: number;
+  /** Accept caller identity from x-deltamesh-* headers without verification. Development only. */
+  insecureDevAuth: boolean;
+  logLevel: string;
+}
+
+export type NodeConfigInput = Partial<NodeConfig>;
+
+const env = (name: string): string | undefined => {
+  const v = process.env[`DELTAMESH_${name}`];
+  return v === undefined || v === "" ? undefined : v;
+};
+
+function intFrom(value: string | number | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = typeof value === "number" ? value : Number(value);
+  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function resolveNodeConfig(input: NodeConfigInput = {}): NodeConfig {
+  const certFile = input.tls?.certFile ?? env("TLS_CERT");
+  const keyFile = input.tls?.keyFile ?? env("TLS_KEY");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new Error("TLS needs both a certificate and a key (DELTAMESH_TLS_CERT and DELTAMESH_TLS_KEY)");
+  }
+  const caFile = input.tls?.caFile ?? env("TLS_CA");
+  return {
+    nodeId: input.nodeId ?? env("NODE_ID") ?? `node-${process.pid}`,
+    host: input.host ?? env("HOST") ?? "127.0.0.1",
+    grpcPort: intFrom(input.grpcPort ?? env("GRPC_PORT"), "grpc port") ?? 50051,
+    webPort: intFrom(input.webPort ?? env("WEB_PORT"), "web port") ?? 8080,
+    databaseUrl: input.databaseUrl ?? env("DATABASE_URL"),
+    dataDir: input.dataDir ?? env("DATA_DIR") ?? ".deltamesh",
+    configFile: input.configFile ?? env("CONFIG") ?? DEFAULT_CONFIG_PATH,
+    maxMessageBytes: intFrom(input.maxMessageBytes ?? env("MAX_MESSAGE_BYTES"), "max message bytes") ?? 4 * 1024 * 1024,
+    tls:
+      certFile && keyFile
+        ? { certFile, keyFile, caFile, requireClientCert: input.tls?.requireClientCert ?? env("TLS_REQUIRE_CLIENT_CERT") === "true" }
+        : undefined,
+    shutdownGraceMs: intFrom(input.shutdownGraceMs ?? env("SHUTDOWN_GRACE_MS"), "shutdown grace") ?? 10_000,
+    insecureDevAuth: input.insecureDevAuth ?? env("INSECURE_DEV_AUTH") === "true",
+    logLevel: input.logLevel ?? env("LOG_LEVEL") ?? "info",
+  };
+}

@@ -1,0 +1,407 @@
+// The write pipeline with group commit. Concurrent write requests arriving at
+// a node queue here and are coalesced into one transaction per batch, so the
+// fsync and the change-log sequencing lock are paid per batch, not per write.
+// Each request is still atomic on its own: it applies whole or fails whole
+// without disturbing the other requests of its batch.
+import { randomBytes } from "node:crypto";
+import { DomainError, isDomainError } from "../platform/errors.js";
+import type { CollectionSchema, SchemaSet, StoredValue } from "../schema/types.js";
+import { storedEquals } from "../schema/values.js";
+import { HybridClock } from "../conflicts/hlc.js";
+import {
+  identityKeyString,
+  recordKeyString,
+  type AppliedMutation,
+  type ChangeDraft,
+  type IdentityLookup,
+  type KeyEdit,
+  type RecordKey,
+  type RecordStore,
+  type WriteTx,
+} from "../store/record-store.js";
+import { isRetryableConflict, toStoreError } from "../store/pg-errors.js";
+import { applyMutation } from "./apply-mutation.js";
+import type { MutationInput, MutationResult, StoredRecord } from "./model.js";
+
+export interface WriteRequest {
+  tenant: string;
+  actor: string;
+  mutations: MutationInput[];
+}
+
+export interface WritePipelineOptions {
+  /** A batch closes once it holds this many mutations (default 512). */
+  maxBatchMutations?: number;
+  /** Batches in flight at once; while they run, the next batch fills (default 2). */
+  maxConcurrentBatches?: number;
+  /** How far ahead of server time a device's edit time is trusted (default 60 s). */
+  maxClockSkewMs?: number;
+}
+
+interface Pending {
+  req: WriteRequest;
+  resolve: (results: MutationResult[]) => void;
+  reject: (e: unknown) => void;
+}
+
+type RequestOutcome = { ok: true; results: MutationResult[] } | { ok: false; error: DomainError };
+
+/** An identity key moved between lookup and lock; the batch is retried. */
+class StaleIdentityError extends Error {}
+
+const MAX_ATTEMPTS = 4;
+
+export class WritePipeline {
+  private readonly queue: Pending[] = [];
+  private inFlight = 0;
+  private readonly clock = new HybridClock();
+  private readonly maxBatch: number;
+  private readonly maxConcurrent: number;
+  private readonly maxSkewMs: number;
+  private idle: (() => void)[] = [];
+
+  constructor(
+    private readonly store: RecordStore,
+    private readonly schemas: () => SchemaSet,
+    opts: WritePipelineOptions = {},
+  ) {
+    this.maxBatch = opts.maxBatchMutations ?? 512;
+    this.maxConcurrent = opts.maxConcurrentBatches ?? 2;
+    this.maxSkewMs = opts.maxClockSkewMs ?? 60_000;
+  }
+
+  /** Applies the request's mutations atomically; resolves with one result per mutation. */
+  write(req: WriteRequest): Promise<MutationResult[]> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ req, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Resolves once every queued and running write has settled. */
+  async drain(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return;
+    await new Promise<void>((resolve) => this.idle.push(resolve));
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.maxConcurrent && this.queue.length > 0) {
+      const batch: Pending[] = [];
+      let size = 0;
+      while (this.queue.length > 0 && (batch.length === 0 || size + this.queue[0]!.req.mutations.length <= this.maxBatch)) {
+        const next = this.queue.shift()!;
+        size += next.req.mutations.length;
+        batch.push(next);
+      }
+      this.inFlight++;
+      void this.run(batch, 1).finally(() => {
+        this.inFlight--;
+        if (this.queue.length > 0) this.pump();
+        else if (this.inFlight === 0) for (const done of this.idle.splice(0)) done();
+      });
+    }
+  }
+
+  private async run(batch: Pending[], attempt: number): Promise<void> {
+    let outcomes: RequestOutcome[];
+    try {
+      outcomes = await this.store.writeTransaction((tx) => this.applyBatch(tx, batch.map((p) => p.req)));
+    } catch (e) {
+      const retryable = e instanceof StaleIdentityError || isRetryableConflict(e);
+      if (retryable && batch.length > 1) {
+        // One request's collision must not fail its neighbours: retry each alone.
+        await Promise.all(batch.map((p) => this.run([p], 1)));
+        return;
+      }
+      if (retryable && attempt < MAX_ATTEMPTS) return this.run(batch, attempt + 1);
+      const error = toStoreError(e);
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    outcomes.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.results) : batch[i]!.reject(o.error)));
+  }
+
+  private async applyBatch(tx: WriteTx, requests: WriteRequest[]): Promise<RequestOutcome[]> {
+    const schemas = this.schemas();
+    // 1. Everything the batch needs to read, in two round trips.
+    const lookups: IdentityLookup[] = [];
+    const idempotencyIds: { tenant: string; clientMutationId: string }[] = [];
+    for (const { tenant, mutations } of requests) {
+      for (const m of mutations) {
+        if ("identity" in m.target) lookups.push({ tenant, collection: m.collection, ...m.target.identity });
+        const schema = schemas.collections.get(m.collection);
+        for (const field of schema?.identityFields ?? []) {
+          const value = m.set[field];
+          if (value !== undefined && value !== null) lookups.push({ tenant, collection: m.collection, field, value });
+        }
+        if (m.clientMutationId) idempotencyIds.push({ tenant, clientMutationId: m.clientMutationId });
+      }
+    }
+    const [holders, applied] = await Promise.all([tx.resolveIdentities(lookups), tx.findApplied(idempotencyIds)]);
+
+    // 2. Which record each mutation targets; a new identity gets one new id per batch.
+    const newIds = new Map<string, string>();
+    const targetIds = requests.map(({ tenant, mutations }) =>
+      mutations.map((m) => {
+        if ("id" in m.target) return m.target.id;
+        const ks = identityKeyString({ tenant, collection: m.collection, ...m.target.identity });
+        const id = holders.get(ks) ?? newIds.get(ks) ?? newRecordId();
+        newIds.set(ks, id);
+        return id;
+      }),
+    );
+    const keys = new Map<string, RecordKey>();
+    requests.forEach(({ tenant, mutations }, r) =>
+      mutations.forEach((m, i) => {
+        const key = { tenant, collection: m.collection, id: targetIds[r]![i]! };
+        keys.set(recordKeyString(key), key);
+      }),
+    );
+    const locked = await tx.lockRecords([...keys.values()]);
+
+    // 3. Keys resolved before the lock must still hold now that rows are locked.
+    for (const l of lookups) {
+      const holder = holders.get(identityKeyString(l));
+      if (holder === undefined) continue;
+      const rec = locked.get(recordKeyString({ tenant: l.tenant, collection: l.collection, id: holder }));
+      if (rec && !storedEquals(rec.fields[l.field] ?? null, l.value)) throw new StaleIdentityError();
+    }
+
+    // 4. Apply request by request on overlays; a failed request leaves no trace.
+    const state = new BatchState(locked, holders, schemas);
+    const outcomes = requests.map((req, r) => this.applyRequest(req, targetIds[r]!, state, applied));
+
+    // 5. One write of everything, then cursors.
+    const seqs = await tx.apply(state.effects());
+    for (const [result, changeIndex] of state.resultChanges) {
+      const seq = seqs[changeIndex];
+      if (seq !== undefined) result.cursor = this.store.cursorOf(seq);
+    }
+    return outcomes.map((o) =>
+      o.ok ? { ok: true, results: o.results.map((r) => (typeof r === "function" ? r() : r)) } : o,
+    );
+  }
+
+  private applyRequest(
+    req: WriteRequest,
+    ids: string[],
+    state: BatchState,
+    applied: Map<string, MutationResult>,
+  ): { ok: true; results: (MutationResult | (() => MutationResult))[] } | { ok: false; error: DomainError } {
+    const overlay = state.overlay();
+    const results: (MutationResult | (() => MutationResult))[] = [];
+    try {
+      req.mutations.forEach((m, i) => {
+        const cmidKey = m.clientMutationId ? `${req.tenant}\u0000${m.clientMutationId}` : "";
+        const earlier = cmidKey ? (applied.get(cmidKey) ?? overlay.appliedResult(cmidKey)) : undefined;
+        if (earlier) {
+          // Copied lazily: an earlier result from this same batch gets its cursor only after commit.
+          results.push(() => ({ ...earlier, replayed: true }));
+          return;
+        }
+        try {
+          results.push(this.applyOne(req, m, ids[i]!, overlay, cmidKey));
+        } catch (e) {
+          throw isDomainError(e) ? e.withPrefix(`mutations[${i}]`, { mutation_index: String(i) }) : e;
+        }
+      });
+    } catch (e) {
+      if (isDomainError(e)) return { ok: false, error: e };
+      throw e;
+    }
+    overlay.commit();
+    return { ok: true, results };
+  }
+
+  private applyOne(req: WriteRequest, m: MutationInput, id: string, overlay: Overlay, cmidKey: string): MutationResult {
+    const schema = overlay.schema(m.collection);
+    const key = { tenant: req.tenant, collection: m.collection, id };
+    const current = overlay.record(key);
+    let mutation = m;
+    if (!current && "identity" in m.target && !(m.target.identity.field in m.set)) {
+      // Upsert by identity key: the new record holds the key it was addressed by.
+      mutation = { ...m, set: { ...m.set, [m.target.identity.field]: m.target.identity.value } };
+    }
+    const { change, result } = applyMutation(current, mutation, {
+      tenant: req.tenant,
+      actor: req.actor,
+      schema,
+      id,
+      hlc: this.clock.editTime(m.editTimeMs, this.maxSkewMs),
+      now: new Date(),
+    });
+    let changeIndex: number | null = null;
+    if (change) {
+      if (!change.record.deleted) overlay.moveKeys(schema, current, change.record);
+      overlay.setRecord(change.record);
+      changeIndex = overlay.addChange(
+        {
+          tenant: req.tenant,
+          collection: m.collection,
+          recordId: id,
+          oldVersion: change.oldVersion,
+          newVersion: change.record.version,
+          set: change.set,
+          cleared: change.cleared,
+          clocks: change.clocks,
+          decisions: result.fields.filter((f) => f.policy !== undefined),
+          created: change.created,
+          deleted: change.record.deleted,
+          actor: req.actor,
+          source: m.source,
+          device: m.device,
+          clientMutationId: m.clientMutationId,
+        },
+        result,
+      );
+    }
+    if (cmidKey) overlay.addApplied(cmidKey, { tenant: req.tenant, clientMutationId: m.clientMutationId, result, changeIndex });
+    return result;
+  }
+}
+
+/** The batch's view of records, key owners and effects, as requests commit into it. */
+class BatchState {
+  readonly records = new Map<string, StoredRecord>();
+  readonly changed = new Set<string>();
+  /** Identity key -> owning record id (null: free); starts as the database has it. */
+  readonly keyOwners = new Map<string, string | null>();
+  readonly initialOwners = new Map<string, string | null>();
+  readonly changes: ChangeDraft[] = [];
+  readonly applied: AppliedMutation[] = [];
+  readonly appliedByKey = new Map<string, MutationResult>();
+  readonly resultChanges = new Map<MutationResult, number>();
+
+  constructor(
+    locked: Map<string, StoredRecord>,
+    holders: Map<string, string>,
+    readonly schemas: SchemaSet,
+  ) {
+    for (const [k, rec] of locked) {
+      this.records.set(k, rec);
+      for (const field of schemas.collections.get(rec.collection)?.identityFields ?? []) {
+        const value = rec.fields[field];
+        if (value === undefined || value === null) continue;
+        this.keyOwners.set(identityKeyString({ tenant: rec.tenant, collection: rec.collection, field, value }), rec.id);
+      }
+    }
+    for (const [ks, id] of holders) this.keyOwners.set(ks, id);
+    for (const [ks, id] of this.keyOwners) this.initialOwners.set(ks, id);
+  }
+
+  overlay(): Overlay {
+    return new Overlay(this);
+  }
+
+  effects() {
+    const keyRemovals: KeyEdit[] = [];
+    const keyInserts: KeyEdit[] = [];
+    for (const [ks, owner] of this.keyOwners) {
+      const before = this.initialOwners.get(ks) ?? null;
+      if (before === owner) continue;
+      const [tenant, collection, field, json] = ks.split("\u0000") as [string, string, string, string];
+      const base = { tenant, collection, field, value: JSON.parse(json) as StoredValue };
+      if (before !== null) keyRemovals.push({ ...base, recordId: before });
+      if (owner !== null) keyInserts.push({ ...base, recordId: owner });
+    }
+    const records = [...this.changed].map((k) => this.records.get(k)!);
+    return { records, keyRemovals, keyInserts, changes: this.changes, applied: this.applied };
+  }
+}
+
+/** One request's tentative edits on top of the batch state; `commit` makes them part of it. */
+class Overlay {
+  private readonly records = new Map<string, StoredRecord>();
+  private readonly keyOwners = new Map<string, string | null>();
+  private readonly changes: [ChangeDraft, MutationResult][] = [];
+  private readonly applied: [string, AppliedMutation][] = [];
+
+  constructor(private readonly batch: BatchState) {}
+
+  schema(collection: string): CollectionSchema {
+    const schema = this.batch.schemas.collections.get(collection);
+    if (!schema) {
+      throw new DomainError("not_found", `collection ${JSON.stringify(collection)} does not exist`, {
+        reason: "COLLECTION_NOT_FOUND",
+        resource: { type: "collection", name: collection },
+      });
+    }
+    return schema;
+  }
+
+  record(key: RecordKey): StoredRecord | null {
+    const k = recordKeyString(key);
+    return this.records.get(k) ?? this.batch.records.get(k) ?? null;
+  }
+
+  setRecord(r: StoredRecord): void {
+    this.records.set(recordKeyString(r), r);
+  }
+
+  appliedResult(cmidKey: string): MutationResult | undefined {
+    return this.applied.find(([k]) => k === cmidKey)?.[1].result ?? this.batch.appliedByKey.get(cmidKey);
+  }
+
+  /** Moves identity keys from `before` to `after`; a key held by another record is ALREADY_EXISTS. */
+  moveKeys(schema: CollectionSchema, before: StoredRecord | null, after: StoredRecord): void {
+    for (const field of schema.identityFields) {
+      const oldValue = before?.fields[field] ?? null;
+      const newValue = after.fields[field] ?? null;
+      if (storedEquals(oldValue, newValue)) continue;
+      const base = { tenant: after.tenant, collection: after.collection, field };
+      if (newValue !== null) {
+        const ks = identityKeyString({ ...base, value: newValue });
+        const owner = this.keyOwners.has(ks) ? this.keyOwners.get(ks) : this.batch.keyOwners.get(ks);
+        if (owner && owner !== after.id) {
+          throw new DomainError(
+            "already_exists",
+            `${after.collection} record ${owner} already holds this ${field}; upsert by the ${field} key to update it`,
+            {
+              reason: "IDENTITY_KEY_TAKEN",
+              metadata: { collection: after.collection, field, holder_id: owner },
+              resource: { type: "record", name: `${after.collection}/${owner}` },
+              violations: [{ field: `set.${field}`, description: `held by record ${owner}`, reason: "IDENTITY_KEY_TAKEN" }],
+            },
+          );
+        }
+        this.keyOwners.set(ks, after.id);
+      }
+      if (oldValue !== null) this.keyOwners.set(identityKeyString({ ...base, value: oldValue }), null);
+    }
+  }
+
+  addChange(change: ChangeDraft, result: MutationResult): number {
+    this.changes.push([change, result]);
+    return this.batch.changes.length + this.changes.length - 1;
+  }
+
+  addApplied(cmidKey: string, a: AppliedMutation): void {
+    this.applied.push([cmidKey, a]);
+  }
+
+  commit(): void {
+    for (const [k, r] of this.records) {
+      this.batch.records.set(k, r);
+      this.batch.changed.add(k);
+    }
+    for (const [ks, owner] of this.keyOwners) this.batch.keyOwners.set(ks, owner);
+    for (const [change, result] of this.changes) {
+      this.batch.resultChanges.set(result, this.batch.changes.length);
+      this.batch.changes.push(change);
+    }
+    for (const [k, a] of this.applied) {
+      this.batch.applied.push(a);
+      this.batch.appliedByKey.set(k, a.result);
+    }
+  }
+}
+
+/** A UUIDv7: time-ordered, so new records append to the primary-key index. */
+export function newRecordId(nowMs = Date.now()): string {
+  const b = randomBytes(16);
+  b.writeUIntBE(nowMs, 0, 6);
+  b[6] = (b[6]! & 0x0f) | 0x70;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}

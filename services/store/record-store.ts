@@ -1,0 +1,477 @@
+// The record store: every SQL statement about records, identity keys, the
+// change log and idempotency lives here. Reads are plain methods; writes go
+// through `writeTransaction`, whose WriteTx offers the few steps a group-commit
+// batch needs (resolve keys, lock, apply) so the merge logic stays SQL-free.
+import pg from "pg";
+import type { Pool, PoolClient } from "pg";
+import type { StoredValue } from "../schema/types.js";
+import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
+import { encodeCursor } from "../changes/cursor.js";
+import { appendChanges, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import { migrate } from "./migrate.js";
+import { toStoreError } from "./pg-errors.js";
+
+export interface RecordStoreOptions {
+  url: string;
+  /** Pool size (default 16). */
+  maxConnections?: number;
+  sequencing?: SequencingMode;
+  /** Apply pending migrations on open (default true). */
+  migrate?: boolean;
+}
+
+export interface RecordKey {
+  tenant: string;
+  collection: string;
+  id: string;
+}
+
+export interface IdentityLookup {
+  tenant: string;
+  collection: string;
+  field: string;
+  value: StoredValue;
+}
+
+export interface ListQuery {
+  tenant: string;
+  collection: string;
+  /** Field equality filters, all of which must match. */
+  equals: Record<string, StoredValue>;
+  /** Only ids greater than this (keyset paging). */
+  afterId: string;
+  limit: number;
+  includeDeleted: boolean;
+}
+
+export interface HistoryQuery extends RecordKey {
+  afterSeq: bigint;
+  limit: number;
+}
+
+/** One key-table edit: the record now holds (insert) or no longer holds (remove) an identity value. */
+export interface KeyEdit extends IdentityLookup {
+  recordId: string;
+}
+
+export interface ChangeDraft {
+  tenant: string;
+  collection: string;
+  recordId: string;
+  oldVersion: number;
+  newVersion: number;
+  set: Record<string, StoredValue>;
+  cleared: string[];
+  clocks: Record<string, FieldClock>;
+  decisions: FieldOutcome[];
+  created: boolean;
+  deleted: boolean;
+  actor: string;
+  source: string;
+  device: string;
+  clientMutationId: string;
+}
+
+export interface AppliedMutation {
+  tenant: string;
+  clientMutationId: string;
+  result: MutationResult;
+  /** Index into `changes` of the change this mutation made; null when it changed nothing. */
+  changeIndex: number | null;
+}
+
+export interface WriteEffects {
+  /** Final state of every record the batch changed. */
+  records: StoredRecord[];
+  keyRemovals: KeyEdit[];
+  keyInserts: KeyEdit[];
+  changes: ChangeDraft[];
+  applied: AppliedMutation[];
+}
+
+/** The steps of one group-commit transaction. */
+export interface WriteTx {
+  /** Holder record ids of identity values, keyed by `identityKeyString`. */
+  resolveIdentities(lookups: readonly IdentityLookup[]): Promise<Map<string, string>>;
+  /** Earlier results by client_mutation_id, keyed by `${tenant}\0${id}`. */
+  findApplied(ids: readonly { tenant: string; clientMutationId: string }[]): Promise<Map<string, MutationResult>>;
+  /** Locks the records that exist (in a global order, so batches never deadlock) and returns them by `recordKeyString`. */
+  lockRecords(keys: readonly RecordKey[]): Promise<Map<string, StoredRecord>>;
+  /** Writes everything; fills `cursor` of applied results; returns the change seqs. */
+  apply(effects: WriteEffects): Promise<bigint[]>;
+}
+
+export function recordKeyString(k: RecordKey): string {
+  return `${k.tenant}\u0000${k.collection}\u0000${k.id}`;
+}
+
+export function identityKeyString(k: IdentityLookup): string {
+  return `${k.tenant}\u0000${k.collection}\u0000${k.field}\u0000${JSON.stringify(k.value)}`;
+}
+
+interface RecordRow {
+  tenant: string;
+  collection: string;
+  id: string;
+  version: string;
+  fields: Record<string, StoredValue>;
+  clocks: Record<string, ClockJson>;
+  deleted: boolean;
+  create_time: Date;
+  update_time: Date;
+}
+
+interface ChangeRowDb {
+  seq: string;
+  tenant: string;
+  collection: string;
+  record_id: string;
+  old_version: string;
+  new_version: string;
+  delta: DeltaJson;
+  created: boolean;
+  deleted: boolean;
+  actor: string;
+  source: string;
+  device: string;
+  client_mutation_id: string;
+  commit_time: Date;
+}
+
+/** Field clock as stored in jsonb: short keys, hlc as text (it exceeds 2^53). */
+interface ClockJson {
+  v: number;
+  h: string;
+  s: string;
+  a: string;
+  d: string;
+}
+
+interface DeltaJson {
+  set: Record<string, StoredValue>;
+  cleared: string[];
+  clocks: Record<string, ClockJson>;
+  decisions: OutcomeJson[];
+}
+
+type OutcomeJson = Omit<FieldOutcome, "winner"> & { winner?: ClockJson };
+
+const RECORD_COLUMNS = "tenant, collection, id, version, fields, clocks, deleted, create_time, update_time";
+
+export class RecordStore {
+  private constructor(
+    readonly pool: Pool,
+    readonly databaseId: string,
+    private readonly sequencing: SequencingMode,
+  ) {}
+
+  static async open(opts: RecordStoreOptions): Promise<RecordStore> {
+    const pool = new pg.Pool({ connectionString: opts.url, max: opts.maxConnections ?? 16 });
+    // An idle client losing its connection must not crash the process.
+    pool.on("error", () => undefined);
+    try {
+      if (opts.migrate ?? true) await migrate(pool);
+      const id = await pool.query<{ value: string }>("SELECT value FROM deltamesh_meta WHERE key = 'database_id'");
+      const databaseId = id.rows[0]?.value;
+      if (!databaseId) throw new Error("database is not migrated: deltamesh_meta has no database_id");
+      return new RecordStore(pool, databaseId, opts.sequencing ?? "commit-lock");
+    } catch (e) {
+      await pool.end().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  cursorOf(seq: bigint): string {
+    return encodeCursor({ databaseId: this.databaseId, seq });
+  }
+
+  async get(key: RecordKey): Promise<StoredRecord | null> {
+    const res = await this.query<RecordRow>(
+      `SELECT ${RECORD_COLUMNS} FROM records WHERE tenant = $1 AND collection = $2 AND id = $3`,
+      [key.tenant, key.collection, key.id],
+    );
+    const row = res.rows[0];
+    return row ? toRecord(row) : null;
+  }
+
+  /** Records by key, keyed by `recordKeyString`; missing ones are absent. */
+  async getMany(keys: readonly RecordKey[]): Promise<Map<string, StoredRecord>> {
+    if (keys.length === 0) return new Map();
+    const res = await this.query<RecordRow>(
+      `SELECT ${RECORD_COLUMNS} FROM records
+        WHERE (tenant, collection, id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`,
+      [keys.map((k) => k.tenant), keys.map((k) => k.collection), keys.map((k) => k.id)],
+    );
+    return new Map(res.rows.map((r) => [recordKeyString(r), toRecord(r)]));
+  }
+
+  async resolveIdentities(lookups: readonly IdentityLookup[]): Promise<Map<string, string>> {
+    return resolveIdentities(this.pool, lookups);
+  }
+
+  async list(q: ListQuery): Promise<StoredRecord[]> {
+    const params: unknown[] = [q.tenant, q.collection, q.afterId, q.limit];
+    let where = "tenant = $1 AND collection = $2 AND id > $3";
+    if (!q.includeDeleted) where += " AND NOT deleted";
+    if (Object.keys(q.equals).length > 0) {
+      params.push(JSON.stringify(q.equals));
+      where += ` AND fields @> $${params.length}::jsonb`;
+    }
+    const res = await this.query<RecordRow>(
+      `SELECT ${RECORD_COLUMNS} FROM records WHERE ${where} ORDER BY id LIMIT $4`,
+      params,
+    );
+    return res.rows.map(toRecord);
+  }
+
+  async history(q: HistoryQuery): Promise<ChangeEntry[]> {
+    const res = await this.query<ChangeRowDb>(
+      `SELECT * FROM changes
+        WHERE tenant = $1 AND collection = $2 AND record_id = $3 AND seq > $4
+        ORDER BY seq LIMIT $5`,
+      [q.tenant, q.collection, q.id, q.afterSeq.toString(), q.limit],
+    );
+    return res.rows.map(toChange);
+  }
+
+  /** Changes after `afterSeq` in log order: the tailer's read (safe thanks to sequencing.ts). */
+  async readChanges(afterSeq: bigint, limit: number): Promise<ChangeEntry[]> {
+    const res = await this.query<ChangeRowDb>("SELECT * FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2", [
+      afterSeq.toString(),
+      limit,
+    ]);
+    return res.rows.map(toChange);
+  }
+
+  /** Runs `work` in one transaction; the whole batch commits or none of it does. */
+  async writeTransaction<T>(work: (tx: WriteTx) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect().catch((e: unknown) => {
+      throw toStoreError(e);
+    });
+    let broken = false;
+    try {
+      await client.query("BEGIN");
+      const result = await work(this.writeTx(client));
+      await client.query("COMMIT");
+      return result;
+    } catch (e) {
+      try {
+        await client.query("ROLLBACK");
+      } catch {
+        broken = true;
+      }
+      throw e;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  private writeTx(client: PoolClient): WriteTx {
+    return {
+      resolveIdentities: (lookups) => resolveIdentities(client, lookups),
+      findApplied: async (ids) => {
+        if (ids.length === 0) return new Map();
+        const res = await client.query<{ tenant: string; client_mutation_id: string; result: ResultJson }>(
+          `SELECT tenant, client_mutation_id, result FROM applied_mutations
+            WHERE (tenant, client_mutation_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+          [ids.map((i) => i.tenant), ids.map((i) => i.clientMutationId)],
+        );
+        return new Map(res.rows.map((r) => [`${r.tenant}\u0000${r.client_mutation_id}`, fromResultJson(r.result)]));
+      },
+      lockRecords: async (keys) => {
+        if (keys.length === 0) return new Map();
+        const res = await client.query<RecordRow>(
+          `SELECT ${RECORD_COLUMNS} FROM records
+            WHERE (tenant, collection, id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+            ORDER BY tenant, collection, id
+              FOR UPDATE`,
+          [keys.map((k) => k.tenant), keys.map((k) => k.collection), keys.map((k) => k.id)],
+        );
+        return new Map(res.rows.map((r) => [recordKeyString(r), toRecord(r)]));
+      },
+      apply: (effects) => this.applyEffects(client, effects),
+    };
+  }
+
+  private async applyEffects(client: PoolClient, e: WriteEffects): Promise<bigint[]> {
+    if (e.records.length > 0) {
+      await client.query(
+        `INSERT INTO records (${RECORD_COLUMNS})
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::jsonb[],
+                              $7::bool[], $8::timestamptz[], $9::timestamptz[])
+         ON CONFLICT (tenant, collection, id) DO UPDATE
+            SET version = EXCLUDED.version, fields = EXCLUDED.fields, clocks = EXCLUDED.clocks,
+                deleted = EXCLUDED.deleted, update_time = EXCLUDED.update_time`,
+        [
+          e.records.map((r) => r.tenant),
+          e.records.map((r) => r.collection),
+          e.records.map((r) => r.id),
+          e.records.map((r) => r.version),
+          e.records.map((r) => JSON.stringify(r.fields)),
+          e.records.map((r) => JSON.stringify(clocksToJson(r.clocks))),
+          e.records.map((r) => r.deleted),
+          e.records.map((r) => r.createTime),
+          e.records.map((r) => r.updateTime),
+        ],
+      );
+    }
+    if (e.keyRemovals.length > 0) {
+      await client.query(
+        `DELETE FROM record_keys
+          WHERE (tenant, collection, field, value, record_id) IN
+                (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]))`,
+        keyParams(e.keyRemovals),
+      );
+    }
+    if (e.keyInserts.length > 0) {
+      await client.query(
+        `INSERT INTO record_keys (tenant, collection, field, value, record_id)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
+        keyParams(e.keyInserts),
+      );
+    }
+    // Idempotency rows need the cursors, which exist only once the change
+    // rows are sequenced; both go in under the sequencing lock, last.
+    const seqs = await appendChanges(client, e.changes.map(toChangeRow), this.sequencing);
+    if (e.applied.length > 0) {
+      for (const a of e.applied) {
+        const seq = a.changeIndex === null ? undefined : seqs[a.changeIndex];
+        if (seq !== undefined) a.result.cursor = this.cursorOf(seq);
+      }
+      await client.query(
+        `INSERT INTO applied_mutations (tenant, client_mutation_id, result)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])`,
+        [
+          e.applied.map((a) => a.tenant),
+          e.applied.map((a) => a.clientMutationId),
+          e.applied.map((a) => JSON.stringify(toResultJson(a.result))),
+        ],
+      );
+    }
+    return seqs;
+  }
+
+  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(sql, params);
+    } catch (e) {
+      throw toStoreError(e);
+    }
+  }
+}
+
+async function resolveIdentities(
+  db: Pool | PoolClient,
+  lookups: readonly IdentityLookup[],
+): Promise<Map<string, string>> {
+  if (lookups.length === 0) return new Map();
+  const res = await db.query<{ tenant: string; collection: string; field: string; value: string; record_id: string }>(
+    `SELECT tenant, collection, field, value, record_id FROM record_keys
+      WHERE (tenant, collection, field, value) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))`,
+    [
+      lookups.map((l) => l.tenant),
+      lookups.map((l) => l.collection),
+      lookups.map((l) => l.field),
+      lookups.map((l) => JSON.stringify(l.value)),
+    ],
+  );
+  return new Map(
+    res.rows.map((r) => [`${r.tenant}\u0000${r.collection}\u0000${r.field}\u0000${r.value}`, r.record_id]),
+  );
+}
+
+function keyParams(keys: readonly KeyEdit[]): string[][] {
+  return [
+    keys.map((k) => k.tenant),
+    keys.map((k) => k.collection),
+    keys.map((k) => k.field),
+    keys.map((k) => JSON.stringify(k.value)),
+    keys.map((k) => k.recordId),
+  ];
+}
+
+function toChangeRow(c: ChangeDraft): ChangeRow {
+  const delta: DeltaJson = {
+    set: c.set,
+    cleared: c.cleared,
+    clocks: clocksToJson(c.clocks),
+    decisions: c.decisions.map(outcomeToJson),
+  };
+  return { ...c, delta };
+}
+
+function clockToJson(c: FieldClock): ClockJson {
+  return { v: c.version, h: c.hlc.toString(), s: c.source, a: c.actor, d: c.device };
+}
+
+function clockFromJson(c: ClockJson): FieldClock {
+  return { version: c.v, hlc: BigInt(c.h), source: c.s, actor: c.a, device: c.d };
+}
+
+function clocksToJson(clocks: Record<string, FieldClock>): Record<string, ClockJson> {
+  return Object.fromEntries(Object.entries(clocks).map(([k, v]) => [k, clockToJson(v)]));
+}
+
+function clocksFromJson(clocks: Record<string, ClockJson>): Record<string, FieldClock> {
+  return Object.fromEntries(Object.entries(clocks).map(([k, v]) => [k, clockFromJson(v)]));
+}
+
+function outcomeToJson(o: FieldOutcome): OutcomeJson {
+  const { winner, ...rest } = o;
+  return winner ? { ...rest, winner: clockToJson(winner) } : rest;
+}
+
+function outcomeFromJson(o: OutcomeJson): FieldOutcome {
+  const { winner, ...rest } = o;
+  return winner ? { ...rest, winner: clockFromJson(winner) } : rest;
+}
+
+type ResultJson = Omit<MutationResult, "fields"> & { fields: OutcomeJson[] };
+
+function toResultJson(r: MutationResult): ResultJson {
+  return { ...r, fields: r.fields.map(outcomeToJson) };
+}
+
+function fromResultJson(r: ResultJson): MutationResult {
+  return { ...r, fields: r.fields.map(outcomeFromJson) };
+}
+
+function toRecord(r: RecordRow): StoredRecord {
+  return {
+    tenant: r.tenant,
+    collection: r.collection,
+    id: r.id,
+    version: Number(r.version),
+    fields: r.fields,
+    clocks: clocksFromJson(r.clocks),
+    deleted: r.deleted,
+    createTime: r.create_time,
+    updateTime: r.update_time,
+  };
+}
+
+function toChange(r: ChangeRowDb): ChangeEntry {
+  return {
+    seq: BigInt(r.seq),
+    tenant: r.tenant,
+    collection: r.collection,
+    recordId: r.record_id,
+    oldVersion: Number(r.old_version),
+    newVersion: Number(r.new_version),
+    set: r.delta.set,
+    cleared: r.delta.cleared,
+    clocks: clocksFromJson(r.delta.clocks),
+    decisions: r.delta.decisions.map(outcomeFromJson),
+    created: r.created,
+    deleted: r.deleted,
+    actor: r.actor,
+    source: r.source,
+    device: r.device,
+    clientMutationId: r.client_mutation_id,
+    commitTime: r.commit_time,
+  };
+}
