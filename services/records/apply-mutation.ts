@@ -1,10 +1,42 @@
 // Applying one validated mutation to the current state of its record: pure,
 // no I/O. The write pipeline calls it inside a batch transaction, with the
-// record already locked.
+// record already locked. Concurrent edits are merged field by field
+// (../conflicts/merge.ts); deleting and undeleting are edits of the
+// pseudo-field `_deleted`, merged last-writer-wins.
+import { decideField, laterWins, type FieldDecision } from "../conflicts/merge.js";
 import { DomainError, invalidArgument } from "../platform/errors.js";
-import type { CollectionSchema, StoredValue } from "../schema/types.js";
+import type { CollectionSchema, ConflictPolicy, StoredValue } from "../schema/types.js";
 import { missingRequired, storedEquals } from "../schema/values.js";
 import type { FieldClock, FieldOutcome, MutationInput, MutationResult, StoredRecord } from "./model.js";
+
+/** Pseudo-field whose clock records the last delete or undelete of a record. */
+export const DELETED_FIELD = "_deleted";
+
+export interface TicketCandidate {
+  /** Null with `cleared`: the candidate is to clear the field. */
+  value: StoredValue;
+  cleared: boolean;
+  clock: FieldClock;
+  clientMutationId: string;
+}
+
+export interface OpenTicket {
+  id: string;
+  field: string;
+  /** The field's clock version when the ticket opened; resolving needs it unchanged. */
+  fieldVersion: number;
+  candidates: TicketCandidate[];
+}
+
+/** A ticket to open, or candidates to add to an open one. */
+export interface TicketEdit {
+  ticketId: string;
+  field: string;
+  opened: boolean;
+  fieldVersion: number;
+  /** Candidates to append (on open: the current value first). */
+  candidates: TicketCandidate[];
+}
 
 export interface ApplyContext {
   tenant: string;
@@ -15,19 +47,26 @@ export interface ApplyContext {
   /** HLC of this edit (see conflicts/hlc.ts). */
   hlc: bigint;
   now: Date;
+  /** Open review tickets of this record, by field. */
+  openTickets: ReadonlyMap<string, OpenTicket>;
+  newTicketId: () => string;
 }
 
 export interface AppliedChange {
+  /** The record after the mutation (the same version when only decisions were recorded). */
   record: StoredRecord;
   oldVersion: number;
   set: Record<string, StoredValue>;
   cleared: string[];
   clocks: Record<string, FieldClock>;
   created: boolean;
+  /** Conflict decisions to keep in history even when no field changed. */
+  decisions: FieldOutcome[];
+  tickets: TicketEdit[];
 }
 
 export interface ApplyOutcome {
-  /** Null when the mutation changed nothing (every field already held its value). */
+  /** Null when the mutation changed nothing and decided nothing. */
   change: AppliedChange | null;
   result: MutationResult;
 }
@@ -44,9 +83,21 @@ export function versionMismatch(collection: string, id: string, expected: number
   );
 }
 
+function recordNotFound(collection: string, id: string): DomainError {
+  return new DomainError("not_found", `record ${collection}/${id} does not exist`, {
+    reason: "RECORD_NOT_FOUND",
+    resource: { type: "record", name: `${collection}/${id}` },
+    metadata: { collection, id },
+  });
+}
+
+function policyOf(schema: CollectionSchema, field: string): ConflictPolicy {
+  return schema.fields.get(field)?.policy ?? schema.defaultPolicy;
+}
+
 /**
  * Applies `m` to `current` (null: no such record). Throws a DomainError when
- * the mutation must fail as a whole; never mutates `current`.
+ * the mutation must fail as a whole; never mutates its inputs.
  */
 export function applyMutation(current: StoredRecord | null, m: MutationInput, ctx: ApplyContext): ApplyOutcome {
   const id = current?.id ?? ctx.id;
@@ -56,22 +107,17 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
   }
   const newVersion = currentVersion + 1;
   const clock: FieldClock = { version: newVersion, hlc: ctx.hlc, source: m.source, actor: ctx.actor, device: m.device };
+  if (m.delete) return applyDelete(current, m, ctx, clock);
 
-  if (m.delete) {
-    if (!current || current.deleted) {
-      if (!current) {
-        throw new DomainError("not_found", `record ${m.collection}/${id} does not exist`, {
-          reason: "RECORD_NOT_FOUND",
-          resource: { type: "record", name: `${m.collection}/${id}` },
-        });
-      }
-      return { change: null, result: resultOf(current, false, [], true) };
+  // An edit racing a delete it never saw: the later of the two wins.
+  const deleteClock = current?.clocks[DELETED_FIELD];
+  if (current?.deleted && deleteClock && deleteClock.version > m.baseVersion && m.baseVersion > 0) {
+    if (!laterWins({ value: true, clock }, { value: true, clock: deleteClock })) {
+      const lost = [...Object.keys(m.set), ...m.clear].map(
+        (field): FieldOutcome => ({ field, status: "superseded", policy: "lww", winner: deleteClock }),
+      );
+      return decisionsOnly(current, lost);
     }
-    const record: StoredRecord = { ...current, version: newVersion, deleted: true, updateTime: ctx.now };
-    return {
-      change: { record, oldVersion: currentVersion, set: {}, cleared: [], clocks: {}, created: false },
-      result: resultOf(record, false, [], true),
-    };
   }
 
   const fields: Record<string, StoredValue> = { ...(current?.fields ?? {}) };
@@ -80,28 +126,60 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
   const cleared: string[] = [];
   const changedClocks: Record<string, FieldClock> = {};
   const outcomes: FieldOutcome[] = [];
+  const tickets: TicketEdit[] = [];
+  const rejected: { field: string; winner: FieldClock }[] = [];
 
-  for (const [field, value] of Object.entries(m.set)) {
-    if (field in fields && storedEquals(fields[field] as StoredValue, value)) {
-      outcomes.push({ field, status: "unchanged" });
-      continue;
+  const edits: [string, StoredValue | undefined][] = [
+    ...Object.entries(m.set),
+    ...m.clear.map((f): [string, undefined] => [f, undefined]),
+  ];
+  for (const [field, value] of edits) {
+    const policy = policyOf(ctx.schema, field);
+    const decision: FieldDecision = current
+      ? decideField(
+          { policy, sourcePriority: ctx.schema.sourcePriority },
+          { value: current.fields[field], clock: current.clocks[field] },
+          { value, clock },
+          m.baseVersion,
+          storedEquals,
+        )
+      : { kind: "apply" };
+    switch (decision.kind) {
+      case "unchanged":
+        outcomes.push({ field, status: "unchanged" });
+        break;
+      case "apply":
+        if (value === undefined) {
+          delete fields[field];
+          cleared.push(field);
+        } else {
+          fields[field] = value;
+          set[field] = value;
+        }
+        clocks[field] = changedClocks[field] = clock;
+        outcomes.push({ field, status: "applied", ...(decision.policy ? { policy: decision.policy } : {}) });
+        break;
+      case "superseded":
+        outcomes.push({ field, status: "superseded", policy: decision.policy, winner: decision.winner });
+        break;
+      case "kept":
+        outcomes.push({ field, status: "kept", policy: "keep_original", winner: decision.winner });
+        break;
+      case "reject":
+        rejected.push({ field, winner: decision.winner });
+        break;
+      case "review": {
+        const edit = reviewTicket(current!, field, { value: value ?? null, cleared: value === undefined, clock, clientMutationId: m.clientMutationId }, ctx);
+        tickets.push(edit);
+        outcomes.push({ field, status: "queued_for_review", policy: "manual_review", ticketId: edit.ticketId });
+        break;
+      }
     }
-    fields[field] = value;
-    set[field] = value;
-    clocks[field] = changedClocks[field] = clock;
-    outcomes.push({ field, status: "applied" });
   }
-  for (const field of m.clear) {
-    if (!(field in fields)) {
-      outcomes.push({ field, status: "unchanged" });
-      continue;
-    }
-    delete fields[field];
-    cleared.push(field);
-    clocks[field] = changedClocks[field] = clock;
-    outcomes.push({ field, status: "applied" });
-  }
+  if (rejected.length > 0) throw concurrentEditRejected(m.collection, id, currentVersion, rejected);
 
+  const revived = current?.deleted === true;
+  if (revived) clocks[DELETED_FIELD] = changedClocks[DELETED_FIELD] = clock;
   const missing = missingRequired(ctx.schema, fields);
   if (missing.length > 0) {
     throw invalidArgument(
@@ -111,9 +189,11 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
     );
   }
 
-  const revived = current?.deleted === true;
-  if (current && !revived && Object.keys(changedClocks).length === 0) {
-    return { change: null, result: resultOf(current, false, outcomes, false) };
+  const decisions = outcomes.filter((o) => o.policy !== undefined && o.status !== "applied");
+  if (current && Object.keys(changedClocks).length === 0) {
+    if (decisions.length === 0) return { change: null, result: resultOf(current, false, outcomes, false) };
+    const only = decisionsOnly(current, outcomes);
+    return { ...only, change: { ...only.change!, tickets } };
   }
   const record: StoredRecord = {
     tenant: ctx.tenant,
@@ -127,9 +207,93 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
     updateTime: ctx.now,
   };
   return {
-    change: { record, oldVersion: currentVersion, set, cleared, clocks: changedClocks, created: current === null },
+    change: {
+      record,
+      oldVersion: currentVersion,
+      set,
+      cleared,
+      clocks: changedClocks,
+      created: current === null,
+      decisions: outcomes.filter((o) => o.policy !== undefined),
+      tickets,
+    },
     result: resultOf(record, current === null, outcomes, false),
   };
+}
+
+function applyDelete(current: StoredRecord | null, m: MutationInput, ctx: ApplyContext, clock: FieldClock): ApplyOutcome {
+  if (!current) throw recordNotFound(m.collection, ctx.id);
+  if (current.deleted) return { change: null, result: resultOf(current, false, [{ field: DELETED_FIELD, status: "unchanged" }], true) };
+  // A delete from a stale base loses to any later edit it did not see.
+  const newer = Object.entries(current.clocks)
+    .filter(([, c]) => c.version > m.baseVersion && m.baseVersion > 0)
+    .map(([, c]) => c)
+    .find((c) => !laterWins({ value: true, clock }, { value: true, clock: c }));
+  if (newer) return decisionsOnly(current, [{ field: DELETED_FIELD, status: "superseded", policy: "lww", winner: newer }]);
+  const record: StoredRecord = {
+    ...current,
+    version: current.version + 1,
+    deleted: true,
+    clocks: { ...current.clocks, [DELETED_FIELD]: clock },
+    updateTime: ctx.now,
+  };
+  return {
+    change: {
+      record,
+      oldVersion: current.version,
+      set: {},
+      cleared: [],
+      clocks: { [DELETED_FIELD]: clock },
+      created: false,
+      decisions: [],
+      tickets: [],
+    },
+    result: resultOf(record, false, [{ field: DELETED_FIELD, status: "applied" }], true),
+  };
+}
+
+/** A mutation that changed no field but lost or queued some: history still records who lost to whom. */
+function decisionsOnly(current: StoredRecord, outcomes: FieldOutcome[]): ApplyOutcome {
+  return {
+    change: {
+      record: current,
+      oldVersion: current.version,
+      set: {},
+      cleared: [],
+      clocks: {},
+      created: false,
+      decisions: outcomes.filter((o) => o.policy !== undefined),
+      tickets: [],
+    },
+    result: resultOf(current, false, outcomes, current.deleted),
+  };
+}
+
+function reviewTicket(current: StoredRecord, field: string, candidate: TicketCandidate, ctx: ApplyContext): TicketEdit {
+  const open = ctx.openTickets.get(field);
+  if (open) return { ticketId: open.id, field, opened: false, fieldVersion: open.fieldVersion, candidates: [candidate] };
+  const clock = current.clocks[field]!;
+  const value = current.fields[field];
+  const incumbent: TicketCandidate = { value: value ?? null, cleared: value === undefined, clock, clientMutationId: "" };
+  return { ticketId: ctx.newTicketId(), field, opened: true, fieldVersion: clock.version, candidates: [incumbent, candidate] };
+}
+
+function concurrentEditRejected(collection: string, id: string, version: number, rejected: { field: string; winner: FieldClock }[]): DomainError {
+  const names = rejected.map((r) => r.field);
+  return new DomainError(
+    "aborted",
+    `record ${collection}/${id} changed ${names.join(", ")} since your base version; the schema rejects concurrent edits of ${names.length === 1 ? "this field" : "these fields"}: re-read version ${version} and retry`,
+    {
+      reason: "CONCURRENT_EDIT_REJECTED",
+      metadata: { collection, id, current_version: String(version), conflicting_fields: names.join(",") },
+      resource: { type: "record", name: `${collection}/${id}` },
+      violations: rejected.map((r) => ({
+        field: `set.${r.field}`,
+        description: `changed at version ${r.winner.version} by ${r.winner.actor || "?"} from ${r.winner.source || "?"}`,
+        reason: "CONCURRENT_EDIT",
+      })),
+    },
+  );
 }
 
 function resultOf(r: StoredRecord, created: boolean, fields: FieldOutcome[], deleted: boolean): MutationResult {

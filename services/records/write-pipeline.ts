@@ -19,8 +19,9 @@ import {
   type RecordStore,
   type WriteTx,
 } from "../store/record-store.js";
+import type { TicketWrite } from "../store/ticket-sql.js";
 import { isRetryableConflict, toStoreError } from "../store/pg-errors.js";
-import { applyMutation } from "./apply-mutation.js";
+import { applyMutation, type OpenTicket } from "./apply-mutation.js";
 import type { MutationInput, MutationResult, StoredRecord } from "./model.js";
 
 export interface WriteRequest {
@@ -158,6 +159,7 @@ export class WritePipeline {
       }),
     );
     const locked = await tx.lockRecords([...keys.values()]);
+    const tickets = await tx.loadOpenTickets([...keys.values()]);
 
     // 3. Keys resolved before the lock must still hold now that rows are locked.
     for (const l of lookups) {
@@ -168,7 +170,7 @@ export class WritePipeline {
     }
 
     // 4. Apply request by request on overlays; a failed request leaves no trace.
-    const state = new BatchState(locked, holders, schemas);
+    const state = new BatchState(locked, holders, tickets, schemas);
     const outcomes = requests.map((req, r) => this.applyRequest(req, targetIds[r]!, state, applied));
 
     // 5. One write of everything, then cursors.
@@ -229,11 +231,17 @@ export class WritePipeline {
       id,
       hlc: this.clock.editTime(m.editTimeMs, this.maxSkewMs),
       now: new Date(),
+      openTickets: overlay.openTickets(key),
+      newTicketId: () => newRecordId(),
     });
     let changeIndex: number | null = null;
     if (change) {
-      if (!change.record.deleted) overlay.moveKeys(schema, current, change.record);
-      overlay.setRecord(change.record);
+      // A change that only records decisions leaves the record as it was.
+      if (change.record.version !== current?.version) {
+        if (!change.record.deleted) overlay.moveKeys(schema, current, change.record);
+        overlay.setRecord(change.record);
+      }
+      for (const edit of change.tickets) overlay.addTicket({ tenant: req.tenant, collection: m.collection, recordId: id, edit });
       changeIndex = overlay.addChange(
         {
           tenant: req.tenant,
@@ -244,7 +252,7 @@ export class WritePipeline {
           set: change.set,
           cleared: change.cleared,
           clocks: change.clocks,
-          decisions: result.fields.filter((f) => f.policy !== undefined),
+          decisions: change.decisions,
           created: change.created,
           deleted: change.record.deleted,
           actor: req.actor,
@@ -271,10 +279,12 @@ class BatchState {
   readonly applied: AppliedMutation[] = [];
   readonly appliedByKey = new Map<string, MutationResult>();
   readonly resultChanges = new Map<MutationResult, number>();
+  readonly ticketWrites: TicketWrite[] = [];
 
   constructor(
     locked: Map<string, StoredRecord>,
     holders: Map<string, string>,
+    readonly tickets: Map<string, Map<string, OpenTicket>>,
     readonly schemas: SchemaSet,
   ) {
     for (const [k, rec] of locked) {
@@ -305,7 +315,7 @@ class BatchState {
       if (owner !== null) keyInserts.push({ ...base, recordId: owner });
     }
     const records = [...this.changed].map((k) => this.records.get(k)!);
-    return { records, keyRemovals, keyInserts, changes: this.changes, applied: this.applied };
+    return { records, keyRemovals, keyInserts, changes: this.changes, applied: this.applied, tickets: this.ticketWrites };
   }
 }
 
@@ -315,8 +325,27 @@ class Overlay {
   private readonly keyOwners = new Map<string, string | null>();
   private readonly changes: [ChangeDraft, MutationResult][] = [];
   private readonly applied: [string, AppliedMutation][] = [];
+  private readonly ticketWrites: TicketWrite[] = [];
+  private readonly tickets = new Map<string, Map<string, OpenTicket>>();
 
   constructor(private readonly batch: BatchState) {}
+
+  /** Open tickets of a record as this request sees them (tickets it opened included). */
+  openTickets(key: RecordKey): ReadonlyMap<string, OpenTicket> {
+    const k = recordKeyString(key);
+    return new Map([...(this.batch.tickets.get(k) ?? []), ...(this.tickets.get(k) ?? [])]);
+  }
+
+  addTicket(w: TicketWrite): void {
+    this.ticketWrites.push(w);
+    const k = recordKeyString({ tenant: w.tenant, collection: w.collection, id: w.recordId });
+    const existing = this.openTickets({ tenant: w.tenant, collection: w.collection, id: w.recordId }).get(w.edit.field);
+    const ticket: OpenTicket = existing
+      ? { ...existing, candidates: [...existing.candidates, ...w.edit.candidates] }
+      : { id: w.edit.ticketId, field: w.edit.field, fieldVersion: w.edit.fieldVersion, candidates: w.edit.candidates };
+    if (!this.tickets.has(k)) this.tickets.set(k, new Map());
+    this.tickets.get(k)!.set(w.edit.field, ticket);
+  }
 
   schema(collection: string): CollectionSchema {
     const schema = this.batch.schemas.collections.get(collection);
@@ -392,6 +421,11 @@ class Overlay {
     for (const [k, a] of this.applied) {
       this.batch.applied.push(a);
       this.batch.appliedByKey.set(k, a.result);
+    }
+    this.batch.ticketWrites.push(...this.ticketWrites);
+    for (const [k, byField] of this.tickets) {
+      if (!this.batch.tickets.has(k)) this.batch.tickets.set(k, new Map());
+      for (const [field, t] of byField) this.batch.tickets.get(k)!.set(field, t);
     }
   }
 }

@@ -10,6 +10,9 @@ import { encodeCursor } from "../changes/cursor.js";
 import { appendChanges, type ChangeRow, type SequencingMode } from "./sequencing.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
+import { clockFromJson, clockToJson, clocksFromJson, clocksToJson, type ClockJson } from "./clock-json.js";
+import { loadOpenTickets, writeTickets, type TicketWrite } from "./ticket-sql.js";
+import type { OpenTicket } from "../records/apply-mutation.js";
 
 export interface RecordStoreOptions {
   url: string;
@@ -87,6 +90,7 @@ export interface WriteEffects {
   keyInserts: KeyEdit[];
   changes: ChangeDraft[];
   applied: AppliedMutation[];
+  tickets: TicketWrite[];
 }
 
 /** The steps of one group-commit transaction. */
@@ -97,6 +101,8 @@ export interface WriteTx {
   findApplied(ids: readonly { tenant: string; clientMutationId: string }[]): Promise<Map<string, MutationResult>>;
   /** Locks the records that exist (in a global order, so batches never deadlock) and returns them by `recordKeyString`. */
   lockRecords(keys: readonly RecordKey[]): Promise<Map<string, StoredRecord>>;
+  /** Open review tickets of the records, by `recordKeyString` then field. */
+  loadOpenTickets(keys: readonly RecordKey[]): Promise<Map<string, Map<string, OpenTicket>>>;
   /** Writes everything; fills `cursor` of applied results; returns the change seqs. */
   apply(effects: WriteEffects): Promise<bigint[]>;
 }
@@ -136,15 +142,6 @@ interface ChangeRowDb {
   device: string;
   client_mutation_id: string;
   commit_time: Date;
-}
-
-/** Field clock as stored in jsonb: short keys, hlc as text (it exceeds 2^53). */
-interface ClockJson {
-  v: number;
-  h: string;
-  s: string;
-  a: string;
-  d: string;
 }
 
 interface DeltaJson {
@@ -293,6 +290,7 @@ export class RecordStore {
         );
         return new Map(res.rows.map((r) => [recordKeyString(r), toRecord(r)]));
       },
+      loadOpenTickets: (keys) => loadOpenTickets(client, keys),
       apply: (effects) => this.applyEffects(client, effects),
     };
   }
@@ -334,6 +332,7 @@ export class RecordStore {
         keyParams(e.keyInserts),
       );
     }
+    if (e.tickets.length > 0) await writeTickets(client, e.tickets);
     // Idempotency rows need the cursors, which exist only once the change
     // rows are sequenced; both go in under the sequencing lock, last.
     const seqs = await appendChanges(client, e.changes.map(toChangeRow), this.sequencing);
@@ -402,22 +401,6 @@ function toChangeRow(c: ChangeDraft): ChangeRow {
     decisions: c.decisions.map(outcomeToJson),
   };
   return { ...c, delta };
-}
-
-function clockToJson(c: FieldClock): ClockJson {
-  return { v: c.version, h: c.hlc.toString(), s: c.source, a: c.actor, d: c.device };
-}
-
-function clockFromJson(c: ClockJson): FieldClock {
-  return { version: c.v, hlc: BigInt(c.h), source: c.s, actor: c.a, device: c.d };
-}
-
-function clocksToJson(clocks: Record<string, FieldClock>): Record<string, ClockJson> {
-  return Object.fromEntries(Object.entries(clocks).map(([k, v]) => [k, clockToJson(v)]));
-}
-
-function clocksFromJson(clocks: Record<string, ClockJson>): Record<string, FieldClock> {
-  return Object.fromEntries(Object.entries(clocks).map(([k, v]) => [k, clockFromJson(v)]));
 }
 
 function outcomeToJson(o: FieldOutcome): OutcomeJson {
