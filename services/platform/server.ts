@@ -4,7 +4,9 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ConflictService } from "../../gen/deltamesh/v1/conflicts_pb.js";
 import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
+import { createConflictService } from "../conflicts/handlers.js";
 import { loadFileConfigSource } from "../config/file-source.js";
 import type { ConfigSource } from "../config/source.js";
 import { createRecordService } from "../records/handlers.js";
@@ -31,7 +33,7 @@ export interface RunningNode {
 }
 
 /** The services every node hosts, by the name their health status uses. */
-export const SERVED: readonly DescService[] = [RecordService];
+export const SERVED: readonly DescService[] = [RecordService, ConflictService];
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
   const config = await loadFileConfigSource(cfg.configFile, { watch: true });
@@ -51,7 +53,9 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
   const hooks: RequestHook[] = [readyGate, ...(cfg.insecureDevAuth ? [devIdentity] : [])];
   if (cfg.insecureDevAuth) log.warn("INSECURE development auth: caller identity is taken from x-deltamesh-* headers unverified");
 
-  const recordService = createRecordService({
+  // Handlers reach the store and pipeline only once the database is ready
+  // (the ready gate refuses calls before that).
+  const deps = {
     get store() {
       return ready!.store;
     },
@@ -59,8 +63,11 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       return ready!.pipeline;
     },
     config,
-  });
-  const services: ServedService[] = [{ service: RecordService, impl: recordService }];
+  };
+  const services: ServedService[] = [
+    { service: RecordService, impl: createRecordService(deps) },
+    { service: ConflictService, impl: createConflictService(deps) },
+  ];
 
   const tls = cfg.tls ? await loadTls(cfg.tls) : undefined;
   const grpc = await startGrpcServer({

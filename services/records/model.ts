@@ -45,6 +45,11 @@ export interface MutationInput {
   /** When the edit was made on the device, ms since epoch; absent = now. */
   editTimeMs?: number;
   delete: boolean;
+  /**
+   * Set when the mutation resolves a review ticket: it applies only while the
+   * ticket is open and the field has not moved on, and closes the ticket.
+   */
+  resolvesTicket?: { id: string; field: string; candidate: number };
 }
 
 export type FieldOutcomeStatus = "applied" | "superseded" | "kept" | "queued_for_review" | "unchanged";

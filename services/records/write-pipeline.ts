@@ -19,7 +19,7 @@ import {
   type RecordStore,
   type WriteTx,
 } from "../store/record-store.js";
-import type { TicketWrite } from "../store/ticket-sql.js";
+import type { TicketClose, TicketWrite } from "../store/ticket-sql.js";
 import { isRetryableConflict, toStoreError } from "../store/pg-errors.js";
 import { applyMutation, type OpenTicket } from "./apply-mutation.js";
 import type { MutationInput, MutationResult, StoredRecord } from "./model.js";
@@ -220,6 +220,7 @@ export class WritePipeline {
     const key = { tenant: req.tenant, collection: m.collection, id };
     const current = overlay.record(key);
     let mutation = m;
+    if (m.resolvesTicket) mutation = checkResolution(m, m.resolvesTicket, current, overlay.openTickets(key), overlay, req);
     if (!current && "identity" in m.target && !(m.target.identity.field in m.set)) {
       // Upsert by identity key: the new record holds the key it was addressed by.
       mutation = { ...m, set: { ...m.set, [m.target.identity.field]: m.target.identity.value } };
@@ -280,6 +281,7 @@ class BatchState {
   readonly appliedByKey = new Map<string, MutationResult>();
   readonly resultChanges = new Map<MutationResult, number>();
   readonly ticketWrites: TicketWrite[] = [];
+  readonly ticketCloses: TicketClose[] = [];
 
   constructor(
     locked: Map<string, StoredRecord>,
@@ -315,7 +317,7 @@ class BatchState {
       if (owner !== null) keyInserts.push({ ...base, recordId: owner });
     }
     const records = [...this.changed].map((k) => this.records.get(k)!);
-    return { records, keyRemovals, keyInserts, changes: this.changes, applied: this.applied, tickets: this.ticketWrites };
+    return { records, keyRemovals, keyInserts, changes: this.changes, applied: this.applied, tickets: this.ticketWrites, ticketCloses: this.ticketCloses };
   }
 }
 
@@ -327,8 +329,13 @@ class Overlay {
   private readonly applied: [string, AppliedMutation][] = [];
   private readonly ticketWrites: TicketWrite[] = [];
   private readonly tickets = new Map<string, Map<string, OpenTicket>>();
+  private readonly closes: TicketClose[] = [];
 
   constructor(private readonly batch: BatchState) {}
+
+  closeTicket(c: TicketClose): void {
+    this.closes.push(c);
+  }
 
   /** Open tickets of a record as this request sees them (tickets it opened included). */
   openTickets(key: RecordKey): ReadonlyMap<string, OpenTicket> {
@@ -423,11 +430,52 @@ class Overlay {
       this.batch.appliedByKey.set(k, a.result);
     }
     this.batch.ticketWrites.push(...this.ticketWrites);
+    this.batch.ticketCloses.push(...this.closes);
     for (const [k, byField] of this.tickets) {
       if (!this.batch.tickets.has(k)) this.batch.tickets.set(k, new Map());
       for (const [field, t] of byField) this.batch.tickets.get(k)!.set(field, t);
     }
   }
+}
+
+/**
+ * A resolution applies only to an open ticket whose field has not moved on;
+ * it is then an edit based on the current version (so no policy intervenes)
+ * and closes the ticket in the same transaction.
+ */
+function checkResolution(
+  m: MutationInput,
+  r: NonNullable<MutationInput["resolvesTicket"]>,
+  current: StoredRecord | null,
+  open: ReadonlyMap<string, OpenTicket>,
+  overlay: Overlay,
+  req: WriteRequest,
+): MutationInput {
+  const ticket = open.get(r.field);
+  if (!current || ticket?.id !== r.id) {
+    throw new DomainError("failed_precondition", `conflict ticket ${r.id} is no longer open`, {
+      reason: "TICKET_CLOSED",
+      metadata: { ticket_id: r.id },
+    });
+  }
+  const fieldVersion = current.clocks[r.field]?.version ?? 0;
+  if (fieldVersion !== ticket.fieldVersion) {
+    throw new DomainError(
+      "failed_precondition",
+      `${current.collection}/${current.id} field ${r.field} changed at version ${fieldVersion} after ticket ${r.id} opened (at version ${ticket.fieldVersion}); review the current value and dismiss the ticket or open a new decision`,
+      {
+        reason: "FIELD_MOVED_ON",
+        metadata: { ticket_id: r.id, field: r.field, ticket_field_version: String(ticket.fieldVersion), current_field_version: String(fieldVersion) },
+      },
+    );
+  }
+  overlay.closeTicket({
+    tenant: req.tenant,
+    id: r.id,
+    status: "resolved",
+    resolution: { by: req.actor, at: new Date().toISOString(), candidate: r.candidate, version: current.version + 1 },
+  });
+  return { ...m, baseVersion: current.version, expectedVersion: undefined };
 }
 
 /** A UUIDv7: time-ordered, so new records append to the primary-key index. */

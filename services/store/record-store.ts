@@ -11,7 +11,17 @@ import { appendChanges, type ChangeRow, type SequencingMode } from "./sequencing
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
 import { clockFromJson, clockToJson, clocksFromJson, clocksToJson, type ClockJson } from "./clock-json.js";
-import { loadOpenTickets, writeTickets, type TicketWrite } from "./ticket-sql.js";
+import {
+  closeTickets,
+  getTicket,
+  listTickets,
+  loadOpenTickets,
+  writeTickets,
+  type ConflictTicket,
+  type TicketClose,
+  type TicketQuery,
+  type TicketWrite,
+} from "./ticket-sql.js";
 import type { OpenTicket } from "../records/apply-mutation.js";
 
 export interface RecordStoreOptions {
@@ -91,6 +101,7 @@ export interface WriteEffects {
   changes: ChangeDraft[];
   applied: AppliedMutation[];
   tickets: TicketWrite[];
+  ticketCloses: TicketClose[];
 }
 
 /** The steps of one group-commit transaction. */
@@ -244,6 +255,22 @@ export class RecordStore {
     return res.rows.map(toChange);
   }
 
+  async getTicket(tenant: string, id: string): Promise<ConflictTicket | null> {
+    return this.run(() => getTicket(this.pool, tenant, id));
+  }
+
+  async listTickets(q: TicketQuery): Promise<ConflictTicket[]> {
+    return this.run(() => listTickets(this.pool, q));
+  }
+
+  /** Closes an open ticket without a write; false when it was not open. */
+  async dismissTicket(tenant: string, id: string, by: string): Promise<boolean> {
+    const closed = await this.run(() =>
+      closeTickets(this.pool, [{ tenant, id, status: "dismissed", resolution: { by, at: new Date().toISOString() } }]),
+    );
+    return closed.size === 1;
+  }
+
   /** Runs `work` in one transaction; the whole batch commits or none of it does. */
   async writeTransaction<T>(work: (tx: WriteTx) => Promise<T>): Promise<T> {
     const client = await this.pool.connect().catch((e: unknown) => {
@@ -333,6 +360,7 @@ export class RecordStore {
       );
     }
     if (e.tickets.length > 0) await writeTickets(client, e.tickets);
+    if (e.ticketCloses.length > 0) await closeTickets(client, e.ticketCloses);
     // Idempotency rows need the cursors, which exist only once the change
     // rows are sequenced; both go in under the sequencing lock, last.
     const seqs = await appendChanges(client, e.changes.map(toChangeRow), this.sequencing);
@@ -354,9 +382,13 @@ export class RecordStore {
     return seqs;
   }
 
-  private async query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+  private query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+    return this.run(() => this.pool.query<R>(sql, params));
+  }
+
+  private async run<T>(work: () => Promise<T>): Promise<T> {
     try {
-      return await this.pool.query<R>(sql, params);
+      return await work();
     } catch (e) {
       throw toStoreError(e);
     }

@@ -134,11 +134,15 @@ export async function writeTickets(db: PoolClient, writes: readonly TicketWrite[
   }
 }
 
-/** Marks open tickets resolved or dismissed; returns the ids that were still open. */
-export async function closeTickets(
-  db: Pool | PoolClient,
-  closes: readonly { tenant: string; id: string; status: Exclude<TicketStatus, "open">; resolution: TicketResolution }[],
-): Promise<Set<string>> {
+export interface TicketClose {
+  tenant: string;
+  id: string;
+  status: Exclude<TicketStatus, "open">;
+  resolution: TicketResolution;
+}
+
+/** Marks open tickets resolved or dismissed; returns the `${tenant}\0${id}` of those that were still open. */
+export async function closeTickets(db: Pool | PoolClient, closes: readonly TicketClose[]): Promise<Set<string>> {
   const closed = new Set<string>();
   for (const c of closes) {
     const res = await db.query<{ id: string }>(

@@ -190,6 +190,9 @@ export type Record = Message<"deltamesh.v1.Record"> & {
   fields: { [key: string]: Value };
 
   /**
+   * Clock of every field ever set or cleared. The pseudo-field `_deleted`
+   * holds the clock of the record's last delete or undelete.
+   *
    * @generated from field: map<string, deltamesh.v1.FieldClock> clocks = 6;
    */
   clocks: { [key: string]: FieldClock };
