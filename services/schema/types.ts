@@ -68,3 +68,19 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
  * string array; json any JSON value.
  */
 export type StoredValue = JsonValue;
+
+/**
+ * Global limits on a single field value; a field's `maxLength` may only
+ * tighten them. Strings count Unicode code points; lists count items; JSON
+ * counts characters of the text as sent.
+ */
+export const VALUE_LIMITS = {
+  /** Longest string (and string-list item, enum value), in characters. */
+  stringChars: 65_536,
+  /** Most items in a string list. */
+  listItems: 1_000,
+  /** Longest JSON text, in characters. */
+  jsonChars: 262_144,
+  /** Deepest nesting of arrays/objects in a JSON value. */
+  jsonDepth: 64,
+} as const;

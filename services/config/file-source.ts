@@ -1,0 +1,192 @@
+// Config from a local YAML or JSON file, optionally hot-reloaded.
+//
+// Watching: the file's directory is watched (not the file), so editors that
+// save by writing a new file and renaming it over the old one, and Kubernetes
+// ConfigMap volumes that swap a `..data` symlink, are both seen. Any event in
+// the directory schedules a debounced re-read; a re-read whose content hash
+// equals the current revision does nothing. A new document is validated as a
+// whole and swapped in only if valid; an invalid or unreadable one is logged
+// and ignored, and the last good snapshot stays current.
+
+import { watch, existsSync, type FSWatcher } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { isDomainError } from "../platform/errors.js";
+import { parseConfigText, formatOf } from "./parse.js";
+import {
+  ConfigPublisher,
+  buildSnapshot,
+  configError,
+  consoleConfigLogger,
+  contentRevision,
+  type ConfigLogger,
+  type ConfigSnapshot,
+  type ConfigSource,
+} from "./source.js";
+
+/**
+ * The shipped example config (`config/example.yaml` at the repository root),
+ * found from this module both in a checkout (services/config/) and in a build
+ * (dist/services/config/).
+ */
+export const DEFAULT_CONFIG_PATH: string = (() => {
+  const candidates = ["../../config/example.yaml", "../../../config/example.yaml"].map((rel) =>
+    fileURLToPath(new URL(rel, import.meta.url)),
+  );
+  return candidates.find((p) => existsSync(p)) ?? (candidates[0] as string);
+})();
+
+export interface FileConfigOptions {
+  /** Re-read the file when it changes. Default false. */
+  watch?: boolean;
+  /** Quiet time after the last file event before re-reading. Default 100 ms. */
+  debounceMs?: number;
+  /**
+   * Also re-read every this many ms (0 = never, the default): a fallback for
+   * file systems where change events do not arrive (some network and
+   * container bind mounts). Only with `watch`.
+   */
+  pollIntervalMs?: number;
+  log?: ConfigLogger;
+}
+
+export interface FileConfigSource extends ConfigSource {
+  readonly path: string;
+  /**
+   * Re-reads the file now (what a watch event does after the debounce).
+   * Resolves to true if a new snapshot was swapped in; never rejects:
+   * a bad file is logged and the current snapshot kept.
+   */
+  reload(): Promise<boolean>;
+}
+
+/** Reads, parses and validates a config file. */
+export async function readConfigFile(path: string): Promise<ConfigSnapshot> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    throw configError(path, e);
+  }
+  try {
+    return buildSnapshot(parseConfigText(text, formatOf(path)), contentRevision(text));
+  } catch (e) {
+    throw configError(path, e);
+  }
+}
+
+/**
+ * Loads a config file (YAML, or JSON for `.json`) and, with `watch`, keeps it
+ * current. Rejects when the initial file is missing or invalid.
+ */
+export async function loadFileConfigSource(path: string, opts: FileConfigOptions = {}): Promise<FileConfigSource> {
+  const file = resolve(path);
+  const log = opts.log ?? consoleConfigLogger;
+  const publisher = new ConfigPublisher(await readConfigFile(file), log);
+
+  let lastRejected: string | null = null;
+  let running: Promise<boolean> | null = null;
+  let again = false;
+
+  async function reloadOnce(): Promise<boolean> {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      // Mid-rename or deleted: keep the current config; the next event retries.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT") log.warn({ err: e, path: file }, "config file unreadable; keeping the current config");
+      return false;
+    }
+    const revision = contentRevision(text);
+    if (publisher.closed) return false;
+    if (revision === publisher.current().revision) {
+      lastRejected = null;
+      return false;
+    }
+    if (revision === lastRejected) return false; // already logged
+    let next: ConfigSnapshot;
+    try {
+      next = buildSnapshot(parseConfigText(text, formatOf(file)), revision);
+    } catch (e) {
+      lastRejected = revision;
+      log.warn(
+        {
+          path: file,
+          revision,
+          current: publisher.current().revision,
+          error: e instanceof Error ? e.message : String(e),
+          violations: isDomainError(e) ? e.violations : [],
+        },
+        "config file changed but is invalid; keeping the current config",
+      );
+      return false;
+    }
+    lastRejected = null;
+    const applied = publisher.publish(next);
+    if (applied) log.info({ path: file, revision }, "config reloaded");
+    return applied;
+  }
+
+  function reload(): Promise<boolean> {
+    if (running) {
+      // A read is under way and may have missed this change: read once more after it.
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      let applied = false;
+      try {
+        do {
+          again = false;
+          if (await reloadOnce()) applied = true;
+        } while (again && !publisher.closed);
+      } finally {
+        running = null;
+      }
+      return applied;
+    })();
+    return running;
+  }
+
+  let watcher: FSWatcher | null = null;
+  let debounce: NodeJS.Timeout | null = null;
+  let poll: NodeJS.Timeout | null = null;
+  if (opts.watch) {
+    const debounceMs = opts.debounceMs ?? 100;
+    const schedule = (): void => {
+      if (publisher.closed) return;
+      if (debounce) clearTimeout(debounce);
+      debounce = setTimeout(() => {
+        debounce = null;
+        void reload();
+      }, debounceMs);
+      debounce.unref();
+    };
+    // Any event, not just ones naming the file: a ConfigMap update names `..data`,
+    // and unrelated files in the directory cost one small read and a hash compare.
+    watcher = watch(dirname(file), { persistent: false }, () => schedule());
+    watcher.on("error", (err) => log.warn({ err, path: file }, "config watch failed; hot reload stopped"));
+    if (opts.pollIntervalMs && opts.pollIntervalMs > 0) {
+      poll = setInterval(() => void reload(), opts.pollIntervalMs);
+      poll.unref();
+    }
+  }
+
+  return {
+    path: file,
+    current: () => publisher.current(),
+    onChange: (listener) => publisher.onChange(listener),
+    reload,
+    async close() {
+      publisher.close();
+      watcher?.close();
+      watcher = null;
+      if (debounce) clearTimeout(debounce);
+      if (poll) clearInterval(poll);
+      debounce = poll = null;
+      await running?.catch(() => false);
+    },
+  };
+}

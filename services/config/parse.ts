@@ -1,0 +1,53 @@
+// Config document text (YAML or JSON) to plain data. Shared by the file
+// source and, later, the etcd source (which stores the same text).
+
+import { parseDocument } from "yaml";
+import { invalidArgument } from "../platform/errors.js";
+
+export type ConfigFormat = "yaml" | "json";
+
+/** The format a file name implies: .json is JSON, anything else YAML (a superset of JSON). */
+export function formatOf(path: string): ConfigFormat {
+  return path.toLowerCase().endsWith(".json") ? "json" : "yaml";
+}
+
+/**
+ * Parses document text. YAML 1.2 core schema: no implicit dates, `yes`/`no`
+ * stay strings, duplicate keys are an error, at most 100 alias expansions.
+ * @throws DomainError invalid_argument, reason CONFIG_SYNTAX, one violation per syntax error (with line:column).
+ */
+export function parseConfigText(text: string, format: ConfigFormat = "yaml"): unknown {
+  const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  if (format === "json") {
+    try {
+      return JSON.parse(body) as unknown;
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw invalidArgument(`config is not valid JSON: ${msg}`, [{ field: "", description: msg, reason: "CONFIG_SYNTAX" }], "CONFIG_SYNTAX");
+    }
+  }
+  const doc = parseDocument(body, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const violations = doc.errors.map((err) => {
+      const at = err.linePos?.[0];
+      const where = at ? `line ${at.line}, column ${at.col}: ` : "";
+      return { field: "", description: `${where}${firstLine(err.message)}`, reason: "CONFIG_SYNTAX" };
+    });
+    throw invalidArgument(
+      `config is not valid YAML: ${violations.map((v) => v.description).join("; ")}`,
+      violations,
+      "CONFIG_SYNTAX",
+    );
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw invalidArgument(`config is not valid YAML: ${msg}`, [{ field: "", description: msg, reason: "CONFIG_SYNTAX" }], "CONFIG_SYNTAX");
+  }
+}
+
+function firstLine(s: string): string {
+  const i = s.indexOf("\n");
+  return i < 0 ? s : s.slice(0, i);
+}

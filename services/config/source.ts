@@ -1,0 +1,180 @@
+// The one way configuration reaches the services: a ConfigSource hands out
+// the last good snapshot and tells listeners when a new one was validated and
+// swapped in. Implementations: a file (./file-source.ts), a static document
+// (below, for tests and embedding) and, later, etcd (services/cluster).
+//
+// Every implementation builds snapshots with buildSnapshot, so a document is
+// validated in one place, as a whole, before anyone sees it: a bad document is
+// never half-applied. New config sections (policies, retention, stream, ...)
+// are added by validating them in buildSnapshot and adding a field to
+// ConfigSnapshot; until then they ride along, unvalidated, in `doc`.
+
+import { createHash } from "node:crypto";
+import { DomainError, invalidArgument, isDomainError } from "../platform/errors.js";
+import { parseSchemaSet } from "../schema/load.js";
+import type { SchemaSet } from "../schema/types.js";
+
+export interface ConfigSnapshot {
+  /** Identifies the document (a short content hash for files; the etcd revision later). */
+  revision: string;
+  schemas: SchemaSet;
+  /** The raw document, all sections, deep-frozen. */
+  doc: Record<string, unknown>;
+}
+
+export interface ConfigSource {
+  /** The last good config. */
+  current(): ConfigSnapshot;
+  /** Called after each new good snapshot is swapped in (not for the initial one). Returns an unsubscribe function. */
+  onChange(listener: (s: ConfigSnapshot) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** Where config sources report reloads and rejected documents; a pino logger fits. */
+export interface ConfigLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export const consoleConfigLogger: ConfigLogger = {
+  info: (obj, msg) => console.info(msg, obj),
+  warn: (obj, msg) => console.warn(msg, obj),
+};
+
+export const silentConfigLogger: ConfigLogger = { info: () => {}, warn: () => {} };
+
+/** Top-level sections parseSchemaSet validates strictly. */
+export const SCHEMA_SECTIONS = ["default_phone_region", "sources", "collections"] as const;
+
+/**
+ * Validates a whole config document and builds its snapshot. Schema sections
+ * are validated strictly; other top-level sections are kept as they are in
+ * `doc` for the components that own them.
+ * @throws DomainError invalid_argument (INVALID_CONFIG when the document is not a mapping, else INVALID_SCHEMA).
+ */
+export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    const got = doc === null || doc === undefined ? "an empty document" : Array.isArray(doc) ? "a list" : `a ${typeof doc}`;
+    throw invalidArgument(
+      `the config document must be a mapping with a collections section; got ${got}`,
+      [{ field: "", description: `expected a mapping (YAML object); got ${got}`, reason: "INVALID_CONFIG" }],
+      "INVALID_CONFIG",
+    );
+  }
+  const schemas = parseSchemaSet(doc);
+  return { revision, schemas, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
+}
+
+/** A short (12 hex digits) sha256 of a document's text. */
+export function contentRevision(content: string | Uint8Array): string {
+  return createHash("sha256").update(content).digest("hex").slice(0, 12);
+}
+
+/**
+ * Holds the current snapshot and the listeners; the shared core of every
+ * ConfigSource implementation.
+ */
+export class ConfigPublisher {
+  #current: ConfigSnapshot;
+  readonly #listeners = new Set<(s: ConfigSnapshot) => void>();
+  readonly #log: ConfigLogger;
+  #closed = false;
+
+  constructor(initial: ConfigSnapshot, log: ConfigLogger = consoleConfigLogger) {
+    this.#current = initial;
+    this.#log = log;
+  }
+
+  current(): ConfigSnapshot {
+    return this.#current;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  onChange(listener: (s: ConfigSnapshot) => void): () => void {
+    // Wrap so the same function registered twice gets two independent subscriptions.
+    const entry = (s: ConfigSnapshot): void => listener(s);
+    if (!this.#closed) this.#listeners.add(entry);
+    return () => {
+      this.#listeners.delete(entry);
+    };
+  }
+
+  /**
+   * Swaps in a validated snapshot and notifies listeners, unless closed or the
+   * revision is the current one. Returns whether it was applied. A listener
+   * that throws is logged and does not stop the others.
+   */
+  publish(next: ConfigSnapshot): boolean {
+    if (this.#closed || next.revision === this.#current.revision) return false;
+    this.#current = next;
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(next);
+      } catch (e) {
+        this.#log.warn({ err: e, revision: next.revision }, "config listener failed");
+      }
+    }
+    return true;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#listeners.clear();
+  }
+}
+
+/** A ConfigSource over an in-memory document; `replace` validates and swaps in another. */
+export interface StaticConfigSource extends ConfigSource {
+  /** Validates `doc` and publishes it; throws (leaving the current snapshot) when invalid. */
+  replace(doc: unknown, revision?: string): ConfigSnapshot;
+}
+
+/**
+ * A config source for tests and embedding.
+ * @throws DomainError invalid_argument when the document is invalid.
+ */
+export function staticConfigSource(doc: unknown, opts: { revision?: string; log?: ConfigLogger } = {}): StaticConfigSource {
+  const publisher = new ConfigPublisher(buildSnapshot(doc, opts.revision ?? docRevision(doc)), opts.log);
+  return {
+    current: () => publisher.current(),
+    onChange: (listener) => publisher.onChange(listener),
+    close: async () => publisher.close(),
+    replace(next, revision) {
+      const snapshot = buildSnapshot(next, revision ?? docRevision(next));
+      publisher.publish(snapshot);
+      return publisher.current();
+    },
+  };
+}
+
+/** Prefixes a config error with where the document came from. */
+export function configError(origin: string, e: unknown): DomainError {
+  if (isDomainError(e)) {
+    return new DomainError(e.kind, `${origin}: ${e.message}`, {
+      reason: e.reason,
+      metadata: { ...e.metadata, config: origin },
+      violations: e.violations,
+      cause: e,
+    });
+  }
+  return new DomainError("failed_precondition", `${origin}: ${e instanceof Error ? e.message : String(e)}`, {
+    reason: "CONFIG_UNREADABLE",
+    metadata: { config: origin },
+    cause: e,
+  });
+}
+
+function docRevision(doc: unknown): string {
+  return contentRevision(JSON.stringify(doc) ?? "");
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
