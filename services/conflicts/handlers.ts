@@ -95,12 +95,12 @@ function alreadyClosed(t: ConflictTicket): DomainError {
   });
 }
 
-export function createConflictService({ store, pipeline, config }: ConflictServiceDeps): ServiceImpl<typeof ConflictService> {
-  const schemaOf = (collection: string) => config.current().schemas.collections.get(collection);
+export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<typeof ConflictService> {
+  const schemaOf = (collection: string) => deps.config.current().schemas.collections.get(collection);
 
   async function load(tenant: string, id: string): Promise<ConflictTicket> {
     if (!id) throw invalidArgument("ticket_id is required", [{ field: "ticket_id", description: "name a ticket", reason: "REQUIRED" }]);
-    const ticket = await store.getTicket(tenant, id);
+    const ticket = await deps.store.getTicket(tenant, id);
     if (!ticket) throw notFound("conflict_ticket", id, `conflict ticket ${JSON.stringify(id)} does not exist`, "TICKET_NOT_FOUND");
     return ticket;
   }
@@ -115,7 +115,7 @@ export function createConflictService({ store, pipeline, config }: ConflictServi
       const query = { c: req.collection, r: req.recordId, f: req.field, s: status ?? "", a: minAgeMs };
       const after = decodePageToken(req.pageToken, query);
       const [time, id] = after ? (JSON.parse(after) as [string, string]) : [];
-      const tickets = await store.listTickets({
+      const tickets = await deps.store.listTickets({
         tenant,
         collection: req.collection || undefined,
         recordId: req.recordId || undefined,
@@ -165,7 +165,7 @@ export function createConflictService({ store, pipeline, config }: ConflictServi
           break;
         }
         case "value": {
-          const decoded = decodeValue(field, req.choice.value, { defaultPhoneRegion: config.current().schemas.defaultPhoneRegion, path: "value" });
+          const decoded = decodeValue(field, req.choice.value, { defaultPhoneRegion: deps.config.current().schemas.defaultPhoneRegion, path: "value" });
           if (!decoded.ok) throw invalidArgument(`value is invalid: ${decoded.violation.description}`, [decoded.violation]);
           chosen = { value: decoded.value, cleared: false };
           candidate = -1;
@@ -188,7 +188,7 @@ export function createConflictService({ store, pipeline, config }: ConflictServi
       };
       let results;
       try {
-        results = await pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations: [mutation] });
+        results = await deps.pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations: [mutation] });
       } catch (e) {
         // Closed by someone else between our read and the write: name the first resolution.
         if (e instanceof DomainError && e.reason === "TICKET_CLOSED") {
@@ -204,7 +204,7 @@ export function createConflictService({ store, pipeline, config }: ConflictServi
     async dismissConflictTicket(req, ctx) {
       const principal = principalOf(ctx);
       const ticket = await load(principal.tenant, req.ticketId);
-      if (!(await store.dismissTicket(principal.tenant, ticket.id, principal.subject))) {
+      if (!(await deps.store.dismissTicket(principal.tenant, ticket.id, principal.subject))) {
         throw alreadyClosed(await load(principal.tenant, ticket.id));
       }
       const after = await load(principal.tenant, ticket.id);

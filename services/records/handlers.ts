@@ -32,8 +32,8 @@ export interface RecordServiceDeps {
 /** Most mutations in one WriteRecords call, refs in one BatchGetRecords call. */
 export const MAX_BATCH = 1000;
 
-export function createRecordService({ store, pipeline, config }: RecordServiceDeps): ServiceImpl<typeof RecordService> {
-  const schemas = (): SchemaSet => config.current().schemas;
+export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof RecordService> {
+  const schemas = (): SchemaSet => deps.config.current().schemas;
 
   /** The record a ref names, or null; identity refs go through the key table. */
   async function find(tenant: string, ref: ResolvedRef): Promise<StoredRecord | null> {
@@ -41,9 +41,9 @@ export function createRecordService({ store, pipeline, config }: RecordServiceDe
     if ("id" in ref.target) id = ref.target.id;
     else {
       const lookup = { tenant, collection: ref.collection.name, ...ref.target.identity };
-      id = (await store.resolveIdentities([lookup])).get(identityKeyString(lookup));
+      id = (await deps.store.resolveIdentities([lookup])).get(identityKeyString(lookup));
     }
-    return id === undefined ? null : store.get({ tenant, collection: ref.collection.name, id });
+    return id === undefined ? null : deps.store.get({ tenant, collection: ref.collection.name, id });
   }
 
   function resolve(ref: RecordRef | undefined, path: string): ResolvedRef {
@@ -115,7 +115,7 @@ export function createRecordService({ store, pipeline, config }: RecordServiceDe
       if (violations.length > 0) throw invalidArgument("invalid filters", violations);
       const query = { collection: collection.name, equals, deleted: req.includeDeleted };
       const afterId = decodePageToken(req.pageToken, query);
-      const rows = await store.list({ tenant, collection: collection.name, equals, afterId, limit: limit + 1, includeDeleted: req.includeDeleted });
+      const rows = await deps.store.list({ tenant, collection: collection.name, equals, afterId, limit: limit + 1, includeDeleted: req.includeDeleted });
       const page = rows.slice(0, limit);
       return create(ListRecordsResponseSchema, {
         records: page.map((r) => encodeRecord(collection, r)),
@@ -127,7 +127,7 @@ export function createRecordService({ store, pipeline, config }: RecordServiceDe
       const principal = principalOf(ctx);
       checkBatch(req.mutations.length, "mutations");
       const mutations = decodeMutations(schemas(), req.mutations);
-      const results = await pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations });
+      const results = await deps.pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations });
       return create(WriteRecordsResponseSchema, { results: results.map(encodeResult) });
     },
 
@@ -142,7 +142,7 @@ export function createRecordService({ store, pipeline, config }: RecordServiceDe
         device: req.device,
       });
       const [input] = decodeMutations(schemas(), [mutation]);
-      const [result] = await pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations: [input!] });
+      const [result] = await deps.pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations: [input!] });
       return create(DeleteRecordResponseSchema, { result: encodeResult(result!) });
     },
 
@@ -154,10 +154,10 @@ export function createRecordService({ store, pipeline, config }: RecordServiceDe
       const limit = pageSize(req.pageSize);
       const query = { collection: ref.collection.name, id: record.id };
       const after = decodePageToken(req.pageToken, query);
-      const changes = await store.history({ tenant, collection: ref.collection.name, id: record.id, afterSeq: after ? BigInt(after) : 0n, limit: limit + 1 });
+      const changes = await deps.store.history({ tenant, collection: ref.collection.name, id: record.id, afterSeq: after ? BigInt(after) : 0n, limit: limit + 1 });
       const page = changes.slice(0, limit);
       return create(GetRecordHistoryResponseSchema, {
-        changes: page.map((c) => encodeChange(ref.collection, c, store.cursorOf(c.seq))),
+        changes: page.map((c) => encodeChange(ref.collection, c, deps.store.cursorOf(c.seq))),
         nextPageToken: changes.length > limit ? encodePageToken(query, page[page.length - 1]!.seq.toString()) : "",
       });
     },
