@@ -113,8 +113,8 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
   const deleteClock = current?.clocks[DELETED_FIELD];
   if (current?.deleted && deleteClock && deleteClock.version > m.baseVersion && m.baseVersion > 0) {
     if (!laterWins({ value: true, clock }, { value: true, clock: deleteClock })) {
-      const lost = [...Object.keys(m.set), ...m.clear].map(
-        (field): FieldOutcome => ({ field, status: "superseded", policy: "lww", winner: deleteClock }),
+      const lost = [...Object.entries(m.set), ...m.clear.map((f): [string, null] => [f, null])].map(
+        ([field, proposed]): FieldOutcome => ({ field, status: "superseded", policy: "lww", winner: deleteClock, proposed }),
       );
       return decisionsOnly(current, lost);
     }
@@ -160,10 +160,10 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
         outcomes.push({ field, status: "applied", ...(decision.policy ? { policy: decision.policy } : {}) });
         break;
       case "superseded":
-        outcomes.push({ field, status: "superseded", policy: decision.policy, winner: decision.winner });
+        outcomes.push({ field, status: "superseded", policy: decision.policy, winner: decision.winner, proposed: value ?? null });
         break;
       case "kept":
-        outcomes.push({ field, status: "kept", policy: "keep_original", winner: decision.winner });
+        outcomes.push({ field, status: "kept", policy: "keep_original", winner: decision.winner, proposed: value ?? null });
         break;
       case "reject":
         rejected.push({ field, winner: decision.winner });
@@ -171,7 +171,7 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
       case "review": {
         const edit = reviewTicket(current!, field, { value: value ?? null, cleared: value === undefined, clock, clientMutationId: m.clientMutationId }, ctx);
         tickets.push(edit);
-        outcomes.push({ field, status: "queued_for_review", policy: "manual_review", ticketId: edit.ticketId });
+        outcomes.push({ field, status: "queued_for_review", policy: "manual_review", ticketId: edit.ticketId, proposed: value ?? null });
         break;
       }
     }

@@ -191,13 +191,18 @@ const STATUS: Record<FieldOutcomeStatus, FieldOutcome_Status> = {
   unchanged: FieldOutcome_Status.UNCHANGED,
 };
 
-export function encodeOutcome(o: FieldOutcome): FieldOutcomePb {
+/** With a schema, history decisions also carry the value the edit proposed. */
+export function encodeOutcome(o: FieldOutcome, schema?: CollectionSchema): FieldOutcomePb {
+  const field = schema?.fields.get(o.field);
+  const proposed = field && o.proposed !== undefined && o.proposed !== null ? encodeValue(field, o.proposed) : undefined;
   return create(FieldOutcomeSchema, {
     field: o.field,
     status: STATUS[o.status],
     policy: o.policy ?? "",
     winner: o.winner ? encodeClock(o.winner) : undefined,
     ticketId: o.ticketId ?? "",
+    proposed,
+    proposedClear: field !== undefined && o.proposed === null,
   });
 }
 
@@ -209,7 +214,7 @@ export function encodeResult(r: MutationResult): MutationResultPb {
     created: r.created,
     replayed: r.replayed,
     deleted: r.deleted,
-    fields: r.fields.map(encodeOutcome),
+    fields: r.fields.map((o) => encodeOutcome(o)),
     cursor: r.cursor,
   });
 }
@@ -232,6 +237,6 @@ export function encodeChange(schema: CollectionSchema | undefined, c: ChangeEntr
     clientMutationId: c.clientMutationId,
     commitTime: timestampFromDate(c.commitTime),
     clocks: Object.fromEntries(Object.entries(c.clocks).map(([k, v]) => [k, encodeClock(v)])),
-    decisions: c.decisions.map(encodeOutcome),
+    decisions: c.decisions.map((o) => encodeOutcome(o, schema)),
   });
 }

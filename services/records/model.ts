@@ -62,6 +62,8 @@ export interface FieldOutcome {
   /** Clock of the value that won when this write did not. */
   winner?: FieldClock;
   ticketId?: string;
+  /** In history: the value a losing or queued edit proposed (null: it cleared the field). */
+  proposed?: StoredValue | null;
 }
 
 export interface MutationResult {
