@@ -101,7 +101,7 @@ serveOptions(program.command("dev").description("run a development node on the e
         `  gRPC:           127.0.0.1:${g}`,
         ...(w === null ? [] : [`  Connect/gRPC-Web: http://127.0.0.1:${w}`]),
         `  database:       ${db.replace(/:[^:@/]*@/, ":***@")}`,
-        `  try:            npx deltamesh put customers name="Li Lei" phone="138 0013 8000" --server 127.0.0.1:${g}`,
+        `  try:            npx deltamesh put customers name="Li Lei" phone="138 0013 8000" region=east_china --server 127.0.0.1:${g}`,
       ].join("\n"),
     );
   });

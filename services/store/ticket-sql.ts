@@ -127,7 +127,7 @@ export async function writeTickets(db: PoolClient, writes: readonly TicketWrite[
   }
   for (const w of joined) {
     await db.query(
-      `UPDATE conflict_tickets SET candidates = candidates || $3::jsonb, update_time = now()
+      `UPDATE conflict_tickets SET candidates = candidates || $3::jsonb, update_time = date_trunc('milliseconds', now())
         WHERE tenant = $1 AND id = $2 AND status = 'open'`,
       [w.tenant, w.edit.ticketId, JSON.stringify(w.edit.candidates.map(candidateToJson))],
     );
@@ -146,7 +146,7 @@ export async function closeTickets(db: Pool | PoolClient, closes: readonly Ticke
   const closed = new Set<string>();
   for (const c of closes) {
     const res = await db.query<{ id: string }>(
-      `UPDATE conflict_tickets SET status = $3, resolution = $4::jsonb, update_time = now()
+      `UPDATE conflict_tickets SET status = $3, resolution = $4::jsonb, update_time = date_trunc('milliseconds', now())
         WHERE tenant = $1 AND id = $2 AND status = 'open' RETURNING id`,
       [c.tenant, c.id, c.status, JSON.stringify(c.resolution)],
     );

@@ -97,6 +97,21 @@ function corsHandler(o: CorsOptions | false | undefined): CorsFn {
   };
 }
 
+/**
+ * HTTP/1.1: when the response starts before the request body was fully read
+ * (an oversize body refused by readMaxBytes, a bad envelope), close the
+ * connection after the response. Kept alive, the unread rest of the body
+ * poisons the connection and the client's next request on it hangs (seen
+ * with connect-node clients).
+ */
+function closeIfAnsweredEarly(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: unknown[]) {
+    if (!req.complete) this.shouldKeepAlive = false;
+    return (writeHead as (...a: unknown[]) => http.ServerResponse).apply(this, args);
+  } as typeof res.writeHead;
+}
+
 export async function startWebServer(opts: WebServerOptions): Promise<RunningWebServer> {
   const log = opts.log ?? consoleLogger;
   const health = opts.health;
@@ -144,6 +159,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<RunningWeb
   let onIdle: (() => void) | undefined;
   const listener = (req: NodeServerRequest, res: NodeServerResponse) => {
     if (cors(req, res)) return;
+    if (req.httpVersionMajor === 1) closeIfAnsweredEarly(req as http.IncomingMessage, res as http.ServerResponse);
     inflight++;
     res.once("close", () => {
       inflight--;

@@ -105,16 +105,44 @@ export function wrapMethods(service: DescService, impl: AnyServiceImpl, opts: Wr
       }
       case "server_streaming": {
         const wrapped: WrappedServerStream = async function* (req, ctx) {
+          let it: AsyncIterator<unknown> | undefined;
+          let pulling = false;
+          let done = false;
+          const finish = () => {
+            if (done) return;
+            done = true;
+            it?.return?.(undefined).catch(() => undefined);
+          };
+          // A stream blocked on backpressure (suspended at a yield) when its call is
+          // aborted (client gone, deadline, shutdown) may never be resumed by the
+          // transport (connect-node waits for a 'drain' that never comes): end the
+          // handler's generator here so its finally blocks (unsubscribe…) run.
+          // While it is running (awaiting), it sees ctx.signal itself.
+          const onAbort = () => {
+            if (!pulling) finish();
+          };
+          ctx.signal.addEventListener("abort", onAbort, { once: true });
           try {
             if (hooks.length > 0) await runHooks(ctx, method);
-            const source = call(req, ctx) as AsyncIterable<unknown>;
-            if (decode) {
-              for await (const m of source) yield m instanceof PreEncoded ? fromBinary(method.output, m.bytes) : m;
-            } else {
-              yield* source;
+            it = (call(req, ctx) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+            while (!done) {
+              pulling = true;
+              const r = await it.next();
+              pulling = false;
+              if (r.done) {
+                done = true;
+                break;
+              }
+              const m = r.value;
+              yield decode && m instanceof PreEncoded ? fromBinary(method.output, m.bytes) : m;
             }
           } catch (e) {
+            done = true;
             throw convertError(e, ctx, log);
+          } finally {
+            pulling = false;
+            ctx.signal.removeEventListener("abort", onAbort);
+            finish(); // the consumer stopped early
           }
           // Ended because the call was aborted (shutdown, deadline): say so, so the
           // client resumes elsewhere instead of taking the end as complete.

@@ -15,8 +15,11 @@ CREATE TABLE conflict_tickets (
   candidates    jsonb       NOT NULL,
   -- {by, at, candidate, version} once resolved or dismissed.
   resolution    jsonb,
-  create_time   timestamptz NOT NULL DEFAULT now(),
-  update_time   timestamptz NOT NULL DEFAULT now(),
+  -- Millisecond precision: page tokens carry (create_time, id) through
+  -- JavaScript Dates, which would otherwise round microseconds away and
+  -- repeat or skip tickets at page boundaries.
+  create_time   timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
+  update_time   timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
   PRIMARY KEY (tenant, id)
 );
 CREATE UNIQUE INDEX conflict_tickets_open_idx ON conflict_tickets (tenant, collection, record_id, field) WHERE status = 'open';

@@ -3,25 +3,19 @@
 // client over HTTP/1.1 JSON. Every RPC and every bad-input case.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RecordService, type WriteRecordsRequestSchema } from "../../../gen/deltamesh/v1/records_pb.js";
-import { FieldOutcome_Status, type MutationSchema, type ValueSchema } from "../../../gen/deltamesh/v1/types_pb.js";
+import { FieldOutcome_Status, type MutationSchema } from "../../../gen/deltamesh/v1/types_pb.js";
 import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { startTestNode, type TestNode } from "../../support/node.js";
+import { byId, byKey, enm, int, rejection, str } from "../../support/rpc.js";
 
-type ValueInit = MessageInitShape<typeof ValueSchema>;
 type MutationInit = MessageInitShape<typeof MutationSchema>;
 
-const str = (value: string): ValueInit => ({ kind: { case: "stringValue", value } });
-const int = (value: number): ValueInit => ({ kind: { case: "intValue", value: BigInt(value) } });
-const enm = (value: string): ValueInit => ({ kind: { case: "enumValue", value } });
-const byId = (id: string, collection = "customers") => ({ collection, target: { case: "id" as const, value: id } });
-const byKey = (field: string, value: ValueInit, collection = "customers") => ({
-  collection,
-  target: { case: "identity" as const, value: { field, value } },
-});
+/** `region` is required in the shipped customers schema. */
+const region = enm("east_china");
 
 let node: TestNode;
 let db: pg.Pool;
@@ -34,14 +28,6 @@ afterAll(async () => {
   await node?.stop();
 });
 
-async function rejection(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    return ConnectError.from(e);
-  }
-  throw new Error("expected the call to fail");
-}
 
 async function countRows(table: string, where = "true", params: unknown[] = []): Promise<number> {
   const res = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${where}`, params);
@@ -69,7 +55,7 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
 
   it("creates, reads and updates a record; phone numbers are normalized to E.164", async () => {
     const id = uid("c");
-    const [created] = (await write({ ref: byId(id), set: { name: str("  Li Lei "), phone: str("138 0013 8000".replace("8000", String(1000 + seq))) }, source: "crm-desktop", device: "pc-1" })).results;
+    const [created] = (await write({ ref: byId(id), set: { region, name: str("  Li Lei "), phone: str("138 0013 8000".replace("8000", String(1000 + seq))) }, source: "crm-desktop", device: "pc-1" })).results;
     expect(created!.created).toBe(true);
     expect(created!.version).toBe(1n);
     expect(created!.cursor).toMatch(/^c1_/);
@@ -85,8 +71,8 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
 
   it("upserts by an identity key: the first write creates, the next updates the same record", async () => {
     const erp = uid("ERP");
-    const first = (await write({ ref: byKey("erp_id", str(erp)), set: { name: str("Han Meimei") }, source: "erp" })).results[0]!;
-    const second = (await write({ ref: byKey("erp_id", str(erp)), set: { level: enm("gold") }, source: "erp" })).results[0]!;
+    const first = (await write({ ref: byKey("erp_id", str(erp)), set: { region, name: str("Han Meimei") }, source: "erp" })).results[0]!;
+    const second = (await write({ ref: byKey("erp_id", str(erp)), set: { level: enm("key") }, source: "erp" })).results[0]!;
     expect(first.created).toBe(true);
     expect(second.created).toBe(false);
     expect(second.id).toBe(first.id);
@@ -98,17 +84,17 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
 
   it("finds a record by a phone written in another format (identity values are normalized)", async () => {
     const p = phone();
-    const { id } = (await write({ ref: byKey("phone", str(p)), set: { name: str("Wang") } })).results[0]!;
+    const { id } = (await write({ ref: byKey("phone", str(p)), set: { region, name: str("Wang") } })).results[0]!;
     const spaced = `+86 ${p.slice(0, 3)} ${p.slice(3, 7)} ${p.slice(7)}`;
     expect((await rs.getRecord({ ref: byKey("phone", str(spaced)) })).record!.id).toBe(id);
   });
 
   it("a stale expected_version fails with ABORTED, the current version in details, and writes nothing", async () => {
     const id = uid("c");
-    await write({ ref: byId(id), set: { name: str("A") } });
-    await write({ ref: byId(id), set: { name: str("B") } });
+    await write({ ref: byId(id), set: { region, name: str("A") } });
+    await write({ ref: byId(id), set: { region, name: str("B") } });
     const changesBefore = await countRows("changes", "record_id = $1", [id]);
-    const err = await rejection(write({ ref: byId(id), set: { name: str("C") }, expectedVersion: 1n }));
+    const err = await rejection(write({ ref: byId(id), set: { region, name: str("C") }, expectedVersion: 1n }));
     expect(err.code).toBe(Code.Aborted);
     const info = err.findDetails(ErrorInfoSchema)[0]!;
     expect(info.reason).toBe("VERSION_MISMATCH");
@@ -120,15 +106,15 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
 
   it("expected_version 0 creates only when the record does not exist", async () => {
     const id = uid("c");
-    await write({ ref: byId(id), set: { name: str("A") }, expectedVersion: 0n });
-    const err = await rejection(write({ ref: byId(id), set: { name: str("B") }, expectedVersion: 0n }));
+    await write({ ref: byId(id), set: { region, name: str("A") }, expectedVersion: 0n });
+    const err = await rejection(write({ ref: byId(id), set: { region, name: str("B") }, expectedVersion: 0n }));
     expect(err.code).toBe(Code.Aborted);
   });
 
   it("a retried client_mutation_id returns the first outcome and writes nothing", async () => {
     const id = uid("c");
     const cmid = uid("m");
-    const m = { ref: byId(id), set: { name: str("Once") }, clientMutationId: cmid };
+    const m = { ref: byId(id), set: { region, name: str("Once") }, clientMutationId: cmid };
     const first = (await write(m)).results[0]!;
     const retry = (await write(m)).results[0]!;
     expect(retry.replayed).toBe(true);
@@ -138,7 +124,7 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
   });
 
   it("unknown collection is NOT_FOUND naming it", async () => {
-    const err = await rejection(write({ ref: byId("x", "customerz"), set: { name: str("A") } }));
+    const err = await rejection(write({ ref: byId("x", "customerz"), set: { region, name: str("A") } }));
     expect(err.code).toBe(Code.NotFound);
     expect(err.rawMessage).toContain("customerz");
     expect(err.findDetails(ResourceInfoSchema)[0]?.resourceName).toBe("customerz");
@@ -148,8 +134,8 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     const id = uid("c");
     const err = await rejection(
       write(
-        { ref: byId(uid("ok")), set: { name: str("fine") } },
-        { ref: byId(id), set: { name: str("A"), nickname: str("x"), visits: str("three"), phone: str("12345") } },
+        { ref: byId(uid("ok")), set: { region, name: str("fine") } },
+        { ref: byId(id), set: { region, name: str("A"), nickname: str("x"), visits: str("three"), phone: str("12345") } },
       ),
     );
     expect(err.code).toBe(Code.InvalidArgument);
@@ -170,9 +156,9 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
 
   it("a duplicate identity key is ALREADY_EXISTS naming the holder; the whole batch writes nothing", async () => {
     const p = phone();
-    const holder = (await write({ ref: byId(uid("c")), set: { name: str("Holder"), phone: str(p) } })).results[0]!;
+    const holder = (await write({ ref: byId(uid("c")), set: { region, name: str("Holder"), phone: str(p) } })).results[0]!;
     const other = uid("c");
-    const err = await rejection(write({ ref: byId(uid("c")), set: { name: str("Fine") } }, { ref: byId(other), set: { name: str("Dup"), phone: str(p) } }));
+    const err = await rejection(write({ ref: byId(uid("c")), set: { region, name: str("Fine") } }, { ref: byId(other), set: { region, name: str("Dup"), phone: str(p) } }));
     expect(err.code).toBe(Code.AlreadyExists);
     expect(err.findDetails(ErrorInfoSchema)[0]!.metadata.holder_id).toBe(holder.id);
     expect(err.rawMessage).toContain(holder.id);
@@ -181,7 +167,7 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
 
   it("an empty or oversize batch is refused with INVALID_ARGUMENT", async () => {
     expect((await rejection(write())).code).toBe(Code.InvalidArgument);
-    const many = Array.from({ length: 1001 }, (_, i) => ({ ref: byId(`big-${i}`), set: { name: str("x") } }));
+    const many = Array.from({ length: 1001 }, (_, i) => ({ ref: byId(`big-${i}`), set: { region, name: str("x") } }));
     const err = await rejection(write(...many));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.findDetails(ErrorInfoSchema)[0]!.reason).toBe("BATCH_TOO_LARGE");
@@ -189,17 +175,17 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
 
   it("a message over the size limit is RESOURCE_EXHAUSTED and the server keeps serving", async () => {
     const huge = "x".repeat(5 * 1024 * 1024);
-    const err = await rejection(write({ ref: byId(uid("c")), set: { name: str(huge) } }));
+    const err = await rejection(write({ ref: byId(uid("c")), set: { region, name: str(huge) } }));
     expect(err.code).toBe(Code.ResourceExhausted);
     const id = uid("c");
-    await write({ ref: byId(id), set: { name: str("still fine") } });
+    await write({ ref: byId(id), set: { region, name: str("still fine") } });
     expect((await rs.getRecord({ ref: byId(id) })).record!.version).toBe(1n);
   });
 
   it("gets many records at once and lists the missing ones", async () => {
     const a = uid("c");
     const b = uid("c");
-    await write({ ref: byId(a), set: { name: str("A") } }, { ref: byId(b), set: { name: str("B") } });
+    await write({ ref: byId(a), set: { region, name: str("A") } }, { ref: byId(b), set: { region, name: str("B") } });
     const res = await rs.batchGetRecords({ refs: [byId(a), byId("nope-" + a), byId(b)] });
     expect(res.records.map((r) => r.id)).toEqual([a, b]);
     expect(res.missing.map((r) => r.target.value)).toEqual(["nope-" + a]);
@@ -208,7 +194,7 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
   it("lists a collection in stable id order, page by page, filtered by field equality", async () => {
     const tag = uid("owner");
     const ids = Array.from({ length: 7 }, (_, i) => `${tag}-${i}`);
-    await write(...ids.map((id, i) => ({ ref: byId(id), set: { name: str(id), owner: str(i % 2 ? "other" : tag) } })));
+    await write(...ids.map((id, i) => ({ ref: byId(id), set: { region, name: str(id), owner: str(i % 2 ? "other" : tag) } })));
     const seen: string[] = [];
     let pageToken = "";
     do {
@@ -225,7 +211,7 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
 
   it("deletes leave a tombstone: NOT_FOUND on get, visible with include_deleted and in history", async () => {
     const id = uid("c");
-    await write({ ref: byId(id), set: { name: str("Gone") } });
+    await write({ ref: byId(id), set: { region, name: str("Gone") } });
     const del = await rs.deleteRecord({ ref: byId(id), source: "crm-desktop", device: "pc-9" });
     expect(del.result!.deleted).toBe(true);
     expect(del.result!.version).toBe(2n);
@@ -243,7 +229,7 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
   it("history says who changed which fields when, from which source and device, page by page", async () => {
     const id = uid("c");
     const edit = new Date("2026-01-02T03:04:05Z");
-    await write({ ref: byId(id), set: { name: str("H") }, source: "sales-app", device: "phone-7", editTime: timestampFromDate(edit) });
+    await write({ ref: byId(id), set: { region, name: str("H") }, source: "sales-app", device: "phone-7", editTime: timestampFromDate(edit) });
     await write({ ref: byId(id), set: { visits: int(1) }, clear: [], source: "erp", device: "erp-1" });
     await write({ ref: byId(id), clear: ["visits"], source: "crm-desktop", device: "pc-2" });
     const first = await rs.getRecordHistory({ ref: byId(id), pageSize: 2 });
@@ -252,7 +238,7 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     const all = [...first.changes, ...rest.changes];
     expect(all.map((c) => c.source)).toEqual(["sales-app", "erp", "crm-desktop"]);
     expect(all.map((c) => c.device)).toEqual(["phone-7", "erp-1", "pc-2"]);
-    expect(Object.keys(all[0]!.set)).toEqual(["name"]);
+    expect(Object.keys(all[0]!.set).sort()).toEqual(["name", "region"]);
     expect(all[2]!.cleared).toEqual(["visits"]);
     expect(all.every((c) => c.actor === "anonymous")).toBe(true);
     expect(rest.nextPageToken).toBe("");
@@ -266,7 +252,7 @@ describe("write pipeline", () => {
       Number((await db.query<{ n: string }>("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()")).rows[0]!.n);
     const before = await commits();
     const ids = Array.from({ length: 200 }, () => uid("gc"));
-    const results = await Promise.all(ids.map((id) => rs.writeRecords({ mutations: [{ ref: byId(id), set: { name: str(id) } }] })));
+    const results = await Promise.all(ids.map((id) => rs.writeRecords({ mutations: [{ ref: byId(id), set: { region, name: str(id) } }] })));
     const after = await commits();
     expect(results.map((r) => r.results[0]!.id)).toEqual(ids);
     expect(new Set(results.map((r) => r.results[0]!.cursor)).size).toBe(200);
@@ -277,7 +263,7 @@ describe("write pipeline", () => {
   it("concurrent writers to one record each get a distinct version and none is lost", async () => {
     const rs = node.grpcJs(RecordService);
     const id = uid("hot");
-    await rs.writeRecords({ mutations: [{ ref: byId(id), set: { name: str("hot") } }] });
+    await rs.writeRecords({ mutations: [{ ref: byId(id), set: { region, name: str("hot") } }] });
     const results = await Promise.all(
       Array.from({ length: 40 }, (_, i) =>
         rs.writeRecords({ mutations: [{ ref: byId(id), set: { notes: str(`edit ${i}`) }, baseVersion: 0n }] }),
@@ -293,8 +279,8 @@ describe("write pipeline", () => {
     const id = uid("shared-id");
     const a = node.connect(RecordService, { tenant: "acme" });
     const b = node.connect(RecordService, { tenant: "globex" });
-    await a.writeRecords({ mutations: [{ ref: byId(id), set: { name: str("Acme's") } }] });
-    await b.writeRecords({ mutations: [{ ref: byId(id), set: { name: str("Globex's") } }] });
+    await a.writeRecords({ mutations: [{ ref: byId(id), set: { region, name: str("Acme's") } }] });
+    await b.writeRecords({ mutations: [{ ref: byId(id), set: { region, name: str("Globex's") } }] });
     expect((await a.getRecord({ ref: byId(id) })).record!.fields.name?.kind.value).toBe("Acme's");
     expect((await b.getRecord({ ref: byId(id) })).record!.fields.name?.kind.value).toBe("Globex's");
     expect((await rejection(node.connect(RecordService, { tenant: "initech" }).getRecord({ ref: byId(id) }))).code).toBe(Code.NotFound);
@@ -303,7 +289,7 @@ describe("write pipeline", () => {
   it("raw database errors never reach clients", async () => {
     const rs = node.connect(RecordService);
     const id = uid("c");
-    await rs.writeRecords({ mutations: [{ ref: byId(id), set: { name: str("x") } }] });
+    await rs.writeRecords({ mutations: [{ ref: byId(id), set: { region, name: str("x") } }] });
     // Break the table under the running node: the client must get a clean INTERNAL, not driver text.
     await db.query("ALTER TABLE records RENAME COLUMN fields TO fields_gone");
     try {
