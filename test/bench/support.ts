@@ -25,7 +25,10 @@ export async function closedLoop(callers: number, seconds: number, op: () => Pro
     Array.from({ length: callers }, async () => {
       while (performance.now() < end) {
         const t = performance.now();
-        units += await op();
+        // Not `units += await op()`: that reads `units` before the await and
+        // drops every increment made by other callers meanwhile.
+        const done = await op();
+        units += done;
         latencies.push(performance.now() - t);
       }
     }),

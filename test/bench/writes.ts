@@ -19,6 +19,7 @@ function mutationRequest(prefix: string, i: number, batch: number): WriteRecords
       set: {
         name: { kind: { case: "stringValue" as const, value: `Customer ${i}-${j}` } },
         visits: { kind: { case: "intValue" as const, value: BigInt(i) } },
+        region: { kind: { case: "enumValue" as const, value: "east_china" } },
       },
       source: "bench",
       device: "bench",
