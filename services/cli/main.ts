@@ -1,6 +1,10 @@
 // The `deltamesh` command: run a node (serve, dev), migrate a database, and
 // get/put/list records for a person trying it out.
+import { existsSync } from "node:fs";
+import { copyFile, mkdir } from "node:fs/promises";
+import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import { DEFAULT_CONFIG_PATH } from "../config/file-source.js";
 import { resolveNodeConfig, type NodeConfigInput } from "../platform/node-config.js";
 import { startNode } from "../platform/server.js";
 import { migrate } from "../store/migrate.js";
@@ -68,6 +72,15 @@ async function runUntilSignalled(input: NodeConfigInput, banner: (grpc: number, 
   process.once("SIGINT", () => shutdown("SIGINT"));
 }
 
+async function devConfigCopy(dataDir: string): Promise<string> {
+  const file = path.resolve(dataDir, "config.yaml");
+  if (!existsSync(file)) {
+    await mkdir(path.dirname(file), { recursive: true });
+    await copyFile(DEFAULT_CONFIG_PATH, file);
+  }
+  return file;
+}
+
 function serveOptions(cmd: Command): Command {
   return cmd
     .option("--host <host>", "address to listen on")
@@ -95,12 +108,16 @@ serveOptions(program.command("serve").description("run a node (settings from fla
 serveOptions(program.command("dev").description("run a development node on the embedded PostgreSQL, with dev auth"))
   .action(async (flags: ServeFlags & { web?: boolean }) => {
     const input = toNodeInput({ ...flags, noWeb: flags.web === false }, { insecureDevAuth: true, dataDir: ".deltamesh" });
+    // A dev node edits its own copy of the example config (policy writes land
+    // there), never the shipped file.
+    input.configFile ??= await devConfigCopy(input.dataDir ?? ".deltamesh");
     await runUntilSignalled(input, (g, w, db) =>
       [
         `deltamesh dev node ready`,
         `  gRPC:           127.0.0.1:${g}`,
         ...(w === null ? [] : [`  Connect/gRPC-Web: http://127.0.0.1:${w}`]),
         `  database:       ${db.replace(/:[^:@/]*@/, ":***@")}`,
+        `  config:         ${input.configFile} (hot-reloaded on save)`,
         `  try:            npx deltamesh put customers name="Li Lei" phone="138 0013 8000" region=east_china --server 127.0.0.1:${g}`,
       ].join("\n"),
     );

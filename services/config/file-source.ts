@@ -9,20 +9,22 @@
 // and ignored, and the last good snapshot stays current.
 
 import { watch, existsSync, type FSWatcher } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { dirname, resolve } from "node:path";
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isDomainError } from "../platform/errors.js";
-import { parseConfigText, formatOf } from "./parse.js";
+import { parseConfigText, formatOf, setSectionInText } from "./parse.js";
 import {
   ConfigPublisher,
   buildSnapshot,
+  checkSectionName,
   configError,
   consoleConfigLogger,
   contentRevision,
   type ConfigLogger,
   type ConfigSnapshot,
   type ConfigSource,
+  revisionMismatch,
 } from "./source.js";
 
 /**
@@ -174,10 +176,35 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     }
   }
 
+  // Writes are serialized: each one reads, checks and replaces the file whole.
+  let writing: Promise<unknown> = Promise.resolve();
+  async function putSection(name: string, value: unknown, expectedRevision: string): Promise<ConfigSnapshot> {
+    checkSectionName(name);
+    const text = await readFile(file, "utf8").catch((e: unknown) => {
+      throw configError(file, e);
+    });
+    const onDisk = contentRevision(text);
+    if (expectedRevision && expectedRevision !== onDisk) throw revisionMismatch(expectedRevision, onDisk);
+    // The YAML document model keeps the file's comments and layout around the edited section.
+    const nextText = setSectionInText(text, formatOf(file), name, value);
+    const next = buildSnapshot(parseConfigText(nextText, formatOf(file)), contentRevision(nextText));
+    // Write-then-rename: a reader (this node's watcher, another process) never sees half a file.
+    const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+    await writeFile(tmp, nextText, "utf8");
+    await rename(tmp, file);
+    if (publisher.publish(next)) log.info({ path: file, revision: next.revision, section: name }, "config section written");
+    return publisher.current();
+  }
+
   return {
     path: file,
     current: () => publisher.current(),
     onChange: (listener) => publisher.onChange(listener),
+    putSection(name, value, expectedRevision) {
+      const run = writing.then(() => putSection(name, value, expectedRevision));
+      writing = run.catch(() => undefined);
+      return run;
+    },
     reload,
     async close() {
       publisher.close();

@@ -1,7 +1,7 @@
 // Config document text (YAML or JSON) to plain data. Shared by the file
 // source and, later, the etcd source (which stores the same text).
 
-import { parseDocument } from "yaml";
+import { isMap, parseDocument } from "yaml";
 import { invalidArgument } from "../platform/errors.js";
 
 export type ConfigFormat = "yaml" | "json";
@@ -50,4 +50,23 @@ export function parseConfigText(text: string, format: ConfigFormat = "yaml"): un
 function firstLine(s: string): string {
   const i = s.indexOf("\n");
   return i < 0 ? s : s.slice(0, i);
+}
+
+/**
+ * The document text with top-level section `name` replaced by `value`
+ * (`null`: removed). YAML keeps its comments and the layout of the other
+ * sections; JSON is re-serialized.
+ */
+export function setSectionInText(text: string, format: ConfigFormat, name: string, value: unknown): string {
+  if (format === "json") {
+    const doc = (parseConfigText(text, "json") ?? {}) as Record<string, unknown>;
+    if (value === null || value === undefined) delete doc[name];
+    else doc[name] = value;
+    return JSON.stringify(doc, null, 2) + "\n";
+  }
+  const doc = parseDocument(text.startsWith("\uFEFF") ? text.slice(1) : text, { uniqueKeys: true });
+  if (doc.errors.length > 0 || (doc.contents !== null && !isMap(doc.contents))) parseConfigText(text, "yaml"); // throws the syntax error
+  if (value === null || value === undefined) doc.delete(name);
+  else doc.set(name, doc.createNode(value));
+  return doc.toString();
 }

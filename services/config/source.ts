@@ -27,6 +27,16 @@ export interface ConfigSource {
   current(): ConfigSnapshot;
   /** Called after each new good snapshot is swapped in (not for the initial one). Returns an unsubscribe function. */
   onChange(listener: (s: ConfigSnapshot) => void): () => void;
+  /**
+   * Compare-and-set write of one top-level section (`null` removes it). The
+   * new document is validated as a whole before anything is written, so a bad
+   * section is refused and nothing changes. Applies only while the current
+   * revision is `expectedRevision` ("" skips the check). Resolves with the
+   * snapshot now current (listeners have been told).
+   * @throws DomainError aborted CONFIG_REVISION_MISMATCH (metadata current_revision),
+   *   invalid_argument as buildSnapshot, failed_precondition CONFIG_READ_ONLY.
+   */
+  putSection(name: string, value: unknown, expectedRevision: string): Promise<ConfigSnapshot>;
   close(): Promise<void>;
 }
 
@@ -126,6 +136,32 @@ export class ConfigPublisher {
   }
 }
 
+/** The refusal of a compare-and-set write whose expected revision is not the current one. */
+export function revisionMismatch(expected: string, current: string): DomainError {
+  return new DomainError(
+    "aborted",
+    `the config changed since revision ${expected}; it is now at revision ${current}: re-read it and apply your change again`,
+    { reason: "CONFIG_REVISION_MISMATCH", metadata: { expected_revision: expected, current_revision: current } },
+  );
+}
+
+/** A top-level section name a write may name: the schema's own key syntax. */
+export function checkSectionName(name: string): void {
+  if (!/^[a-z][a-z0-9_]{0,62}$/.test(name)) {
+    throw invalidArgument(`config section name ${JSON.stringify(name)} is invalid`, [
+      { field: "section", description: "lower-case letters, digits and _; starting with a letter", reason: "INVALID_SECTION_NAME" },
+    ], "INVALID_SECTION_NAME");
+  }
+}
+
+/** A copy of `doc` with section `name` replaced (`null`: removed). */
+export function withSection(doc: Record<string, unknown>, name: string, value: unknown): Record<string, unknown> {
+  const next: Record<string, unknown> = { ...structuredClone(doc) };
+  if (value === null || value === undefined) delete next[name];
+  else next[name] = structuredClone(value);
+  return next;
+}
+
 /** A ConfigSource over an in-memory document; `replace` validates and swaps in another. */
 export interface StaticConfigSource extends ConfigSource {
   /** Validates `doc` and publishes it; throws (leaving the current snapshot) when invalid. */
@@ -142,6 +178,14 @@ export function staticConfigSource(doc: unknown, opts: { revision?: string; log?
     current: () => publisher.current(),
     onChange: (listener) => publisher.onChange(listener),
     close: async () => publisher.close(),
+    async putSection(name, value, expectedRevision) {
+      checkSectionName(name);
+      const current = publisher.current();
+      if (expectedRevision && expectedRevision !== current.revision) throw revisionMismatch(expectedRevision, current.revision);
+      const doc = withSection(current.doc, name, value);
+      publisher.publish(buildSnapshot(doc, docRevision(doc)));
+      return publisher.current();
+    },
     replace(next, revision) {
       const snapshot = buildSnapshot(next, revision ?? docRevision(next));
       publisher.publish(snapshot);
