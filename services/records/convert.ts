@@ -183,7 +183,7 @@ export function encodeRecord(schema: CollectionSchema | undefined, r: StoredReco
   });
 }
 
-const STATUS: Record<FieldOutcomeStatus, FieldOutcome_Status> = {
+export const OUTCOME_STATUS: Readonly<Record<FieldOutcomeStatus, FieldOutcome_Status>> = {
   applied: FieldOutcome_Status.APPLIED,
   superseded: FieldOutcome_Status.SUPERSEDED,
   kept: FieldOutcome_Status.KEPT,
@@ -197,7 +197,7 @@ export function encodeOutcome(o: FieldOutcome, schema?: CollectionSchema): Field
   const proposed = field && o.proposed !== undefined && o.proposed !== null ? encodeValue(field, o.proposed) : undefined;
   return create(FieldOutcomeSchema, {
     field: o.field,
-    status: STATUS[o.status],
+    status: OUTCOME_STATUS[o.status],
     policy: o.policy ?? "",
     winner: o.winner ? encodeClock(o.winner) : undefined,
     ticketId: o.ticketId ?? "",

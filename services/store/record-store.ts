@@ -155,10 +155,19 @@ interface ChangeRowDb {
   commit_time: Date;
 }
 
+/**
+ * A change's delta as stored. Every field a mutation sets or clears gets the
+ * same clock (the change's version, source, actor and device, which are
+ * columns of the row, and one HLC), so the common case stores that HLC once
+ * (`h`) and the clocked field names (`k`); `clocks` holds full clocks only for
+ * a change whose clocks differ (none does today).
+ */
 interface DeltaJson {
   set: Record<string, StoredValue>;
   cleared: string[];
-  clocks: Record<string, ClockJson>;
+  h?: string;
+  k?: string[];
+  clocks?: Record<string, ClockJson>;
   decisions: OutcomeJson[];
 }
 
@@ -210,9 +219,9 @@ export class RecordStore {
   async getMany(keys: readonly RecordKey[]): Promise<Map<string, StoredRecord>> {
     if (keys.length === 0) return new Map();
     const res = await this.query<RecordRow>(
-      `SELECT ${RECORD_COLUMNS} FROM records
-        WHERE (tenant, collection, id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`,
-      [keys.map((k) => k.tenant), keys.map((k) => k.collection), keys.map((k) => k.id)],
+      `SELECT r.* FROM ${KEYS_PARAM} CROSS JOIN LATERAL
+         (SELECT ${RECORD_COLUMNS} FROM records WHERE tenant = k.tenant AND collection = k.collection AND id = k.id) r`,
+      [keysParam(keys)],
     );
     return new Map(res.rows.map((r) => [recordKeyString(r), toRecord(r)]));
   }
@@ -300,20 +309,24 @@ export class RecordStore {
       findApplied: async (ids) => {
         if (ids.length === 0) return new Map();
         const res = await client.query<{ tenant: string; client_mutation_id: string; result: ResultJson }>(
-          `SELECT tenant, client_mutation_id, result FROM applied_mutations
-            WHERE (tenant, client_mutation_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
-          [ids.map((i) => i.tenant), ids.map((i) => i.clientMutationId)],
+          `SELECT a.* FROM json_to_recordset($1::json) AS k(tenant text, cmid text) CROSS JOIN LATERAL
+             (SELECT tenant, client_mutation_id, result FROM applied_mutations
+               WHERE tenant = k.tenant AND client_mutation_id = k.cmid) a`,
+          [JSON.stringify(ids.map((i) => ({ tenant: i.tenant, cmid: i.clientMutationId })))],
         );
         return new Map(res.rows.map((r) => [`${r.tenant}\u0000${r.client_mutation_id}`, fromResultJson(r.result)]));
       },
       lockRecords: async (keys) => {
         if (keys.length === 0) return new Map();
+        // Locked one by one in the keys' sorted order (the same global order in
+        // every batch, so two batches never deadlock); the LATERAL form makes
+        // PostgreSQL use the primary key for each key instead of scanning.
+        const sorted = [...keys].sort((a, b) => compareStrings(recordKeyString(a), recordKeyString(b)));
         const res = await client.query<RecordRow>(
-          `SELECT ${RECORD_COLUMNS} FROM records
-            WHERE (tenant, collection, id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
-            ORDER BY tenant, collection, id
-              FOR UPDATE`,
-          [keys.map((k) => k.tenant), keys.map((k) => k.collection), keys.map((k) => k.id)],
+          `SELECT r.* FROM ${KEYS_PARAM} CROSS JOIN LATERAL
+             (SELECT ${RECORD_COLUMNS} FROM records
+               WHERE tenant = k.tenant AND collection = k.collection AND id = k.id FOR UPDATE) r`,
+          [keysParam(sorted)],
         );
         return new Map(res.rows.map((r) => [recordKeyString(r), toRecord(r)]));
       },
@@ -324,39 +337,46 @@ export class RecordStore {
 
   private async applyEffects(client: PoolClient, e: WriteEffects): Promise<bigint[]> {
     if (e.records.length > 0) {
+      // One JSON parameter instead of nine arrays: JSON.stringify is native,
+      // while the driver escapes array literals element by element in JS.
       await client.query(
         `INSERT INTO records (${RECORD_COLUMNS})
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::jsonb[],
-                              $7::bool[], $8::timestamptz[], $9::timestamptz[])
+         SELECT tenant, collection, id, version, fields, clocks, deleted, create_time, update_time
+           FROM json_to_recordset($1::json) AS x(tenant text, collection text, id text, version bigint, fields jsonb,
+                clocks json, deleted boolean, create_time timestamptz, update_time timestamptz)
          ON CONFLICT (tenant, collection, id) DO UPDATE
             SET version = EXCLUDED.version, fields = EXCLUDED.fields, clocks = EXCLUDED.clocks,
                 deleted = EXCLUDED.deleted, update_time = EXCLUDED.update_time`,
         [
-          e.records.map((r) => r.tenant),
-          e.records.map((r) => r.collection),
-          e.records.map((r) => r.id),
-          e.records.map((r) => r.version),
-          e.records.map((r) => JSON.stringify(r.fields)),
-          e.records.map((r) => JSON.stringify(clocksToJson(r.clocks))),
-          e.records.map((r) => r.deleted),
-          e.records.map((r) => r.createTime),
-          e.records.map((r) => r.updateTime),
+          JSON.stringify(
+            e.records.map((r) => ({
+              tenant: r.tenant,
+              collection: r.collection,
+              id: r.id,
+              version: r.version,
+              fields: r.fields,
+              clocks: clocksToJson(r.clocks),
+              deleted: r.deleted,
+              create_time: r.createTime,
+              update_time: r.updateTime,
+            })),
+          ),
         ],
       );
     }
     if (e.keyRemovals.length > 0) {
       await client.query(
-        `DELETE FROM record_keys
-          WHERE (tenant, collection, field, value, record_id) IN
-                (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]))`,
-        keyParams(e.keyRemovals),
+        `DELETE FROM record_keys rk USING ${KEY_EDITS_PARAM}
+          WHERE rk.tenant = k.tenant AND rk.collection = k.collection AND rk.field = k.field
+            AND rk.value = k.value AND rk.record_id = k.record_id`,
+        [keyEditsParam(e.keyRemovals)],
       );
     }
     if (e.keyInserts.length > 0) {
       await client.query(
         `INSERT INTO record_keys (tenant, collection, field, value, record_id)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
-        keyParams(e.keyInserts),
+         SELECT tenant, collection, field, value, record_id FROM ${KEY_EDITS_PARAM}`,
+        [keyEditsParam(e.keyInserts)],
       );
     }
     if (e.tickets.length > 0) await writeTickets(client, e.tickets);
@@ -371,12 +391,8 @@ export class RecordStore {
       }
       await client.query(
         `INSERT INTO applied_mutations (tenant, client_mutation_id, result)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])`,
-        [
-          e.applied.map((a) => a.tenant),
-          e.applied.map((a) => a.clientMutationId),
-          e.applied.map((a) => JSON.stringify(toResultJson(a.result))),
-        ],
+         SELECT tenant, cmid, result FROM json_to_recordset($1::json) AS x(tenant text, cmid text, result json)`,
+        [JSON.stringify(e.applied.map((a) => ({ tenant: a.tenant, cmid: a.clientMutationId, result: toResultJson(a.result) })))],
       );
     }
     return seqs;
@@ -401,13 +417,13 @@ async function resolveIdentities(
 ): Promise<Map<string, string>> {
   if (lookups.length === 0) return new Map();
   const res = await db.query<{ tenant: string; collection: string; field: string; value: string; record_id: string }>(
-    `SELECT tenant, collection, field, value, record_id FROM record_keys
-      WHERE (tenant, collection, field, value) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))`,
+    `SELECT rk.* FROM json_to_recordset($1::json) AS k(tenant text, collection text, field text, value text) CROSS JOIN LATERAL
+       (SELECT tenant, collection, field, value, record_id FROM record_keys
+         WHERE tenant = k.tenant AND collection = k.collection AND field = k.field AND value = k.value) rk`,
     [
-      lookups.map((l) => l.tenant),
-      lookups.map((l) => l.collection),
-      lookups.map((l) => l.field),
-      lookups.map((l) => JSON.stringify(l.value)),
+      JSON.stringify(
+        lookups.map((l) => ({ tenant: l.tenant, collection: l.collection, field: l.field, value: JSON.stringify(l.value) })),
+      ),
     ],
   );
   return new Map(
@@ -415,24 +431,49 @@ async function resolveIdentities(
   );
 }
 
-function keyParams(keys: readonly KeyEdit[]): string[][] {
-  return [
-    keys.map((k) => k.tenant),
-    keys.map((k) => k.collection),
-    keys.map((k) => k.field),
-    keys.map((k) => JSON.stringify(k.value)),
-    keys.map((k) => k.recordId),
-  ];
+/** A list of record keys as one JSON parameter, read back by `KEYS_PARAM`. */
+const KEYS_PARAM = "json_to_recordset($1::json) AS k(tenant text, collection text, id text)";
+
+function keysParam(keys: readonly RecordKey[]): string {
+  return JSON.stringify(keys.map((k) => ({ tenant: k.tenant, collection: k.collection, id: k.id })));
+}
+
+const KEY_EDITS_PARAM = "json_to_recordset($1::json) AS k(tenant text, collection text, field text, value text, record_id text)";
+
+function keyEditsParam(keys: readonly KeyEdit[]): string {
+  return JSON.stringify(
+    keys.map((k) => ({ tenant: k.tenant, collection: k.collection, field: k.field, value: JSON.stringify(k.value), record_id: k.recordId })),
+  );
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function toChangeRow(c: ChangeDraft): ChangeRow {
+  const names = Object.keys(c.clocks);
+  const first = names.length > 0 ? c.clocks[names[0]!]! : undefined;
+  const shared =
+    first !== undefined &&
+    names.every((n) => {
+      const k = c.clocks[n]!;
+      return k.version === c.newVersion && k.hlc === first.hlc && k.source === c.source && k.actor === c.actor && k.device === c.device;
+    });
   const delta: DeltaJson = {
     set: c.set,
     cleared: c.cleared,
-    clocks: clocksToJson(c.clocks),
+    ...(shared ? { h: first.hlc.toString(), k: names } : names.length > 0 ? { clocks: clocksToJson(c.clocks) } : {}),
     decisions: c.decisions.map(outcomeToJson),
   };
   return { ...c, delta };
+}
+
+function deltaClocks(r: ChangeRowDb): Record<string, FieldClock> {
+  const d = r.delta;
+  if (d.clocks) return clocksFromJson(d.clocks);
+  if (d.h === undefined || !d.k) return {};
+  const clock: FieldClock = { version: Number(r.new_version), hlc: BigInt(d.h), source: r.source, actor: r.actor, device: r.device };
+  return Object.fromEntries(d.k.map((name) => [name, clock]));
 }
 
 function outcomeToJson(o: FieldOutcome): OutcomeJson {
@@ -479,7 +520,7 @@ function toChange(r: ChangeRowDb): ChangeEntry {
     newVersion: Number(r.new_version),
     set: r.delta.set,
     cleared: r.delta.cleared,
-    clocks: clocksFromJson(r.delta.clocks),
+    clocks: deltaClocks(r),
     decisions: r.delta.decisions.map(outcomeFromJson),
     created: r.created,
     deleted: r.deleted,

@@ -91,10 +91,10 @@ export async function loadOpenTickets(
   const out = new Map<string, Map<string, OpenTicket>>();
   if (records.length === 0) return out;
   const res = await db.query<TicketRow>(
-    `SELECT ${TICKET_COLUMNS} FROM conflict_tickets
-      WHERE status = 'open'
-        AND (tenant, collection, record_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))`,
-    [records.map((r) => r.tenant), records.map((r) => r.collection), records.map((r) => r.id)],
+    `SELECT t.* FROM json_to_recordset($1::json) AS k(tenant text, collection text, id text) CROSS JOIN LATERAL
+       (SELECT ${TICKET_COLUMNS} FROM conflict_tickets
+         WHERE status = 'open' AND tenant = k.tenant AND collection = k.collection AND record_id = k.id) t`,
+    [JSON.stringify(records.map((r) => ({ tenant: r.tenant, collection: r.collection, id: r.id })))],
   );
   for (const row of res.rows) {
     const t = toTicket(row);

@@ -1,6 +1,7 @@
 // Shared pieces of the benchmarks: a closed-loop load generator, percentiles,
 // and a deltamesh server in its own process on an fsync-on PostgreSQL.
 import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -50,10 +51,13 @@ const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface BenchServer {
   databaseUrl: string;
+  /** The PostgreSQL server's process id (its backends are its children). */
+  postgresPid: number;
   grpcAddress: string;
   process: ChildProcess;
   recordClient(): ReturnType<typeof createGrpcJsClient<typeof RecordService>>;
-  stop(): Promise<void>;
+  /** Stops server and database; resolves with the server process's CPU seconds (null where /proc is missing). */
+  stop(): Promise<number | null>;
 }
 
 /** PostgreSQL with fsync on (a real durability baseline) and a server process on it. */
@@ -62,7 +66,10 @@ export async function startBenchServer(ctx: BenchContext, extraArgs: string[] = 
   const pg = await startEmbeddedPostgres({ dataDir: path.join(dataDir, "pg"), fsync: true });
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(REPO, "services/cli/main.ts"), "serve", "--database-url", pg.url, "--port", "0", "--no-web", ...extraArgs],
+    [
+      // BENCH_PROFILE_DIR=<dir>: write a V8 CPU profile of the server (open it in Chrome DevTools).
+      ...(process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROFILE_DIR)}`] : []),
+      "--import", "tsx", path.join(REPO, "services/cli/main.ts"), "serve", "--database-url", pg.url, "--port", "0", "--no-web", ...extraArgs],
     { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DELTAMESH_LOG_LEVEL: "warn" } },
   );
   child.stderr!.on("data", (d: Buffer) => ctx.log(`[server] ${d.toString().trimEnd()}`));
@@ -79,6 +86,7 @@ export async function startBenchServer(ctx: BenchContext, extraArgs: string[] = 
   const clients: { close(): void }[] = [];
   return {
     databaseUrl: pg.url,
+    postgresPid: pg.pid,
     grpcAddress,
     process: child,
     recordClient() {
@@ -88,10 +96,59 @@ export async function startBenchServer(ctx: BenchContext, extraArgs: string[] = 
     },
     async stop() {
       for (const c of clients) c.close();
+      const cpu = processCpuSeconds(child.pid!);
       child.kill("SIGTERM");
       await new Promise((r) => child.once("exit", r));
       await pg.stop();
       await rm(dataDir, { recursive: true, force: true });
+      return cpu;
     },
   };
+}
+
+/** User + system CPU seconds a live process has used so far (Linux /proc), or null. */
+export function processCpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU seconds used by a process and all its descendants, live ones read from
+ * /proc and exited, reaped ones from the reaper's child counters (PostgreSQL's
+ * backends are children of the postmaster). Null where /proc is missing.
+ */
+export function processTreeCpuSeconds(rootPid: number): number | null {
+  const stats = new Map<number, { ppid: number; ticks: number; childTicks: number }>();
+  try {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        stats.set(Number(entry), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]) });
+      } catch {
+        // exited meanwhile
+      }
+    }
+  } catch {
+    return null;
+  }
+  const root = stats.get(rootPid);
+  if (!root) return null;
+  let ticks = root.ticks + root.childTicks;
+  const pending = [rootPid];
+  while (pending.length > 0) {
+    const parent = pending.pop()!;
+    for (const [pid, s] of stats) {
+      if (s.ppid !== parent) continue;
+      ticks += s.ticks + s.childTicks;
+      pending.push(pid);
+    }
+  }
+  return ticks / 100;
 }

@@ -102,6 +102,13 @@ const consoleLogger: TransportLogger = {
   warn: (obj, msg) => console.warn(msg ?? "warning", obj),
 };
 
+/**
+ * The reason a finished call's context is aborted with (releasing its deadline
+ * timer and listeners). A shared instance: aborting without a reason makes
+ * Node build a DOMException with a stack trace on every call.
+ */
+const CALL_ENDED = new ConnectError("the call ended", Code.Canceled);
+
 const identity = (b: Buffer): Buffer => b;
 const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
@@ -235,7 +242,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
         .finally(() => {
           call.off("cancelled", onCancel);
           active.delete(entry);
-          ctx.abort();
+          ctx.abort(CALL_ENDED);
         });
     };
 
@@ -291,7 +298,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
       void pump(call, ctx, method, fn(req, ctx)).finally(() => {
         call.off("cancelled", onCancel);
         active.delete(entry);
-        ctx.abort();
+        ctx.abort(CALL_ENDED);
       });
     };
 

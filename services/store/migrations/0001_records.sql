@@ -16,16 +16,23 @@ CREATE TABLE records (
   collection  text        NOT NULL,
   id          text        NOT NULL,
   version     bigint      NOT NULL CHECK (version > 0),
+  -- jsonb: ListRecords filters on it with containment (fields @> {...}).
   fields      jsonb       NOT NULL,
-  -- field name -> {v: version, h: hlc (text), s: source, a: actor, d: device}
-  clocks      jsonb       NOT NULL,
+  -- field name -> {v: version, h: hlc (text), s: source, a: actor, d: device}.
+  -- json, not jsonb: never queried inside, and storing text skips the binary
+  -- conversion that made it the costliest column of a write.
+  clocks      json        NOT NULL,
   deleted     boolean     NOT NULL DEFAULT false,
   create_time timestamptz NOT NULL,
   update_time timestamptz NOT NULL,
   PRIMARY KEY (tenant, collection, id)
-);
--- Equality filters of ListRecords use jsonb containment (fields @> {...}).
-CREATE INDEX records_fields_idx ON records USING gin (fields jsonb_path_ops);
+) WITH (fillfactor = 90);
+-- No GIN index on `fields`: every write would pay for one index entry per
+-- field (the write path is the hot path), and a list page walks the primary
+-- key in id order and stops once the page is full, which a GIN bitmap scan
+-- (all matches, then sorted) does not do for the common, unselective filters
+-- (region, owner). Free space (fillfactor) lets updates stay HOT: no primary
+-- key entry per update. Identity fields are found through record_keys.
 
 -- Identity keys (phone, WeChat OpenID, ERP id): unique per collection.
 -- `value` is the stored value's JSON text.
@@ -52,7 +59,8 @@ CREATE TABLE changes (
   old_version        bigint      NOT NULL,
   new_version        bigint      NOT NULL,
   -- {set: {field: value}, cleared: [field], clocks: {field: clock}, decisions: [...]}
-  delta              jsonb       NOT NULL,
+  -- json (text), not jsonb: read whole by the tailer and history, never queried inside.
+  delta              json        NOT NULL,
   created            boolean     NOT NULL,
   deleted            boolean     NOT NULL,
   actor              text        NOT NULL,
@@ -68,7 +76,7 @@ CREATE INDEX changes_record_idx ON changes (tenant, collection, record_id, seq);
 CREATE TABLE applied_mutations (
   tenant             text        NOT NULL,
   client_mutation_id text        NOT NULL,
-  result             jsonb       NOT NULL,
+  result             json        NOT NULL,
   create_time        timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (tenant, client_mutation_id)
 );

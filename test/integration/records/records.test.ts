@@ -240,6 +240,10 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     expect(all.map((c) => c.device)).toEqual(["phone-7", "erp-1", "pc-2"]);
     expect(Object.keys(all[0]!.set).sort()).toEqual(["name", "region"]);
     expect(all[2]!.cleared).toEqual(["visits"]);
+    // Each change carries the clock it gave the fields it touched.
+    expect(all[0]!.clocks.name).toMatchObject({ version: 1n, source: "sales-app", device: "phone-7" });
+    expect(all[0]!.clocks.name!.hlc >> 16n).toBe(BigInt(edit.getTime()));
+    expect(all[2]!.clocks.visits).toMatchObject({ version: 3n, source: "crm-desktop", device: "pc-2", actor: "anonymous" });
     expect(all.every((c) => c.actor === "anonymous")).toBe(true);
     expect(rest.nextPageToken).toBe("");
   });
