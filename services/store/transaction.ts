@@ -9,6 +9,13 @@ export async function inTransaction<T>(pool: Pool, work: (client: PoolClient) =>
     throw toStoreError(e);
   });
   let broken = false;
+  // A session the server ends mid-transaction (a timeout, an admin) emits
+  // 'error' on the checked-out client: the pending query fails anyway, and an
+  // unheard 'error' event would crash the process.
+  const lost = (): void => {
+    broken = true;
+  };
+  client.on("error", lost);
   try {
     await client.query("BEGIN");
     const result = await work(client);
@@ -22,6 +29,7 @@ export async function inTransaction<T>(pool: Pool, work: (client: PoolClient) =>
     }
     throw e;
   } finally {
+    client.off("error", lost);
     client.release(broken);
   }
 }
