@@ -1,0 +1,164 @@
+// Leadership and membership under failure, with three real node processes and
+// a real etcd: kill -9 the leader, freeze it past its lease (SIGSTOP) and wake
+// it (SIGCONT), restart etcd. Writes keep working throughout; the database
+// shows that no ex-leader's duty write landed after its successor's claim.
+import { readFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { CoordinationState } from "../../../gen/deltamesh/v1/cluster_pb.js";
+import { HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
+import { count, floorOf, plantChanges } from "./sql.js";
+import { TTL_S, customer, ownEntry, startTestCluster, waitFor, writeLoad, type TestCluster } from "./support.js";
+
+let c: TestCluster;
+beforeAll(async () => {
+  c = await startTestCluster("failover");
+});
+afterAll(async () => {
+  await c?.stop();
+});
+
+const others = (i: number) => [0, 1, 2].filter((j) => j !== i);
+
+/** Waits until node `via` names a leader other than `old` whose term the database fence holds; returns its index and term. */
+async function newLeader(via: number, old: number, timeoutMs: number): Promise<{ index: number; term: bigint }> {
+  return waitFor(`a new leader (seen by node ${via})`, timeoutMs, async () => {
+    const s = await c.status(via);
+    const index = c.local.nodes.findIndex((n) => n.id === s.leaderNodeId);
+    return index >= 0 && index !== old && s.fencedTerm === s.leaderTerm ? { index, term: s.leaderTerm } : undefined;
+  });
+}
+
+/** Ages the whole log by two hours, so retention has work: returns the seq that must become the floor. */
+async function expireLog(): Promise<bigint> {
+  const planted = await plantChanges(c.db, 5, 0);
+  const last = planted[planted.length - 1]!;
+  await c.db.query("UPDATE changes SET commit_time = commit_time - interval '2 hours' WHERE seq <= $1", [last.toString()]);
+  return last;
+}
+
+describe("leader failover", () => {
+  it("kill -9 the leader: another node leads within the lease TTL + 1 s, the dead node leaves the member list, writes go on", async () => {
+    const old = await c.leaderIndex(0);
+    const [a, b] = others(old) as [number, number];
+    const load = [writeLoad(c.records(a), "kill-a"), writeLoad(c.records(b), "kill-b")];
+    await new Promise((r) => setTimeout(r, 300));
+
+    const killedAt = Date.now();
+    c.node(old).signal("SIGKILL");
+    const next = await newLeader(a, old, (TTL_S + 10) * 1000);
+    const since = timestampDate(ownEntry(await c.status(next.index)).leaderSince!).getTime();
+    const gap = since - killedAt;
+    console.log(`[cluster] kill -9 of the leader: new leader elected ${gap} ms later (lease TTL ${TTL_S * 1000} ms)`);
+    expect(gap).toBeLessThanOrEqual(TTL_S * 1000 + 1000);
+
+    const members = await waitFor("the dead node gone from membership", 3000, async () => {
+      const s = await c.status(b);
+      return s.nodes.length === 2 ? s.nodes.map((n) => n.nodeId) : undefined;
+    });
+    expect(members).not.toContain(c.node(old).id);
+    for (const l of load) {
+      const r = await l.stop();
+      expect(r.failed).toEqual([]);
+      expect(r.ok).toBeGreaterThan(0);
+    }
+
+    // Back on the same port, it rejoins as a follower.
+    await c.node(old).start();
+    const s = await waitFor("three members again", 5000, async () => {
+      const st = await c.status(old);
+      return st.nodes.length === 3 ? st : undefined;
+    });
+    expect(s.leaderNodeId).toBe(c.node(next.index).id);
+    expect(ownEntry(s).leader).toBe(false);
+  });
+
+  it("SIGSTOP the leader past its lease, SIGCONT it: no duty write of the old term is accepted after the new leader's claim", async () => {
+    const old = await c.leaderIndex(0);
+    const oldTerm = (await c.status(old)).leaderTerm;
+    const [a, b] = others(old) as [number, number];
+    const load = [writeLoad(c.records(a), "stop-a"), writeLoad(c.records(b), "stop-b")];
+
+    c.node(old).signal("SIGSTOP");
+    const next = await newLeader(a, old, (TTL_S + 10) * 1000);
+    expect(next.term).toBeGreaterThan(oldTerm);
+    // The new leader does duty work under its term while the old one is frozen.
+    const floor1 = await expireLog();
+    await waitFor("retention by the new leader", 5000, async () => ((await floorOf(c.db)) >= floor1 ? true : undefined));
+
+    // The old leader wakes up believing nothing happened, with expired changes to delete.
+    const floor2 = await expireLog();
+    const wokeAt = Date.now();
+    c.node(old).signal("SIGCONT");
+    await waitFor("retention after the wake-up", 5000, async () => ((await floorOf(c.db)) >= floor2 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1500)); // several duty intervals for the woken node to try
+
+    const firstNew = await c.db.query<{ id: string }>("SELECT min(id) AS id FROM duty_runs WHERE term = $1", [next.term.toString()]);
+    expect(firstNew.rows[0]!.id).not.toBeNull();
+    expect(await count(c.db, "SELECT count(*) AS n FROM duty_runs WHERE term = $1 AND id > $2", [oldTerm.toString(), firstNew.rows[0]!.id])).toBe(0);
+    expect(await count(c.db, "SELECT count(*) AS n FROM duty_runs WHERE term < $1 AND id > $2", [next.term.toString(), firstNew.rows[0]!.id])).toBe(0);
+    const fence = await c.db.query<{ term: string }>("SELECT term FROM leader_fence");
+    expect(BigInt(fence.rows[0]!.term)).toBe(next.term);
+
+    // The woken node follows, and still serves.
+    const woken = await waitFor("the woken node to rejoin as a follower", 10_000, async () => {
+      const s = await c.status(old);
+      return s.nodes.length === 3 && !ownEntry(s).leader && s.coordination === CoordinationState.CONNECTED ? s : undefined;
+    });
+    expect(woken.leaderNodeId).toBe(c.node(next.index).id);
+    await c.records(old).writeRecords({ mutations: [customer("woken")] });
+    const said = (await readFile(c.node(old).logFile, "utf8"))
+      .split("\n")
+      .filter((l) => l.includes(`"node":"${c.node(old).id}"`) && /leader|fenced|expired|refused/.test(l))
+      .map((l) => JSON.parse(l) as { time: number; msg: string })
+      .filter((l) => l.time >= wokeAt)
+      .map((l) => `+${l.time - wokeAt} ms ${l.msg}`);
+    console.log(`[cluster] the frozen ex-leader after SIGCONT:\n  ${said.join("\n  ")}`);
+    for (const l of load) expect((await l.stop()).failed).toEqual([]);
+  });
+
+  it("restart etcd with an outage longer than the lease: no node crashes, writes go on, no duties run while etcd is down, everything recovers", async () => {
+    const leaderBefore = await c.leaderIndex(0);
+    const load = [0, 1, 2].map((i) => writeLoad(c.records(i), `etcd-${i}`));
+    const { clientPort } = c.local.etcd!;
+    expect(clientPort).toBeGreaterThan(0);
+
+    const down = c.local.restartEtcd(TTL_S * 1000 + 2000);
+    // Every node notices and says so in its health, but keeps serving.
+    for (const i of [0, 1, 2]) {
+      await waitFor(`node ${i} degraded`, 10_000, async () =>
+        (await c.health(i).check({ service: "deltamesh.coordination" })).status === HealthCheckResponse_ServingStatus.NOT_SERVING ? true : undefined,
+      );
+      expect((await c.health(i).check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    }
+    // The leader's lease validity has run out by now: expired changes stay put.
+    await new Promise((r) => setTimeout(r, TTL_S * 1000));
+    const floorBefore = await floorOf(c.db);
+    const pending = await expireLog();
+    await new Promise((r) => setTimeout(r, 800));
+    expect(await floorOf(c.db)).toBe(floorBefore);
+    const status = await c.status(1);
+    expect(status.etcdReachable).toBe(false);
+    expect(status.coordination).toBe(CoordinationState.DEGRADED);
+    await down;
+
+    // Back: sessions, leadership, membership and duties recover by themselves.
+    const recovered = await waitFor("the cluster to recover", 20_000, async () => {
+      const all = await Promise.all([0, 1, 2].map((i) => c.status(i)));
+      const ok = all.every((s) => s.etcdReachable && s.coordination === CoordinationState.CONNECTED && s.nodes.length === 3 && s.leaderNodeId !== "");
+      return ok ? all : undefined;
+    });
+    expect(new Set(recovered.map((s) => s.leaderNodeId)).size).toBe(1);
+    console.log(`[cluster] after the etcd restart the leader is ${recovered[0]!.leaderNodeId} (before: ${c.node(leaderBefore).id})`);
+    await waitFor("retention after recovery", 10_000, async () => ((await floorOf(c.db)) >= pending ? true : undefined));
+    for (const i of [0, 1, 2]) {
+      expect(c.node(i).process?.exitCode).toBeNull();
+      expect((await c.health(i).check({ service: "deltamesh.coordination" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    }
+    for (const l of load) {
+      const r = await l.stop();
+      expect(r.failed).toEqual([]);
+      expect(r.ok).toBeGreaterThan(0);
+    }
+  });
+});
