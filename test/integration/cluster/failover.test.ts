@@ -110,11 +110,55 @@ describe("leader failover", () => {
     const said = (await readFile(c.node(old).logFile, "utf8"))
       .split("\n")
       .filter((l) => l.includes(`"node":"${c.node(old).id}"`) && /leader|fenced|expired|refused/.test(l))
-      .map((l) => JSON.parse(l) as { time: number; msg: string })
+      .map((l) => JSON.parse(l) as { time: number; msg: string; err?: { message?: string } })
       .filter((l) => l.time >= wokeAt)
-      .map((l) => `+${l.time - wokeAt} ms ${l.msg}`);
+      .map((l) => `+${l.time - wokeAt} ms ${l.msg}${l.err?.message ? ` (${l.err.message})` : ""}`);
     console.log(`[cluster] the frozen ex-leader after SIGCONT:\n  ${said.join("\n  ")}`);
     for (const l of load) expect((await l.stop()).failed).toEqual([]);
+  });
+
+  it("freeze the leader in the middle of a duty transaction: the database cuts it, the successor claims, none of the frozen writes land", async () => {
+    const old = await c.leaderIndex(0);
+    const oldTerm = (await c.status(old)).leaderTerm;
+    const [a] = others(old) as [number, number];
+    const load = writeLoad(c.records(a), "mid-a");
+    // Hold the floor row so the leader's next retention transaction stops
+    // half-way: changes deleted, floor not yet raised, fence row locked.
+    const blocker = await c.db.connect();
+    await blocker.query("BEGIN");
+    await blocker.query("INSERT INTO deltamesh_meta (key, value) VALUES ('change_log_floor', '0') ON CONFLICT (key) DO NOTHING");
+    await blocker.query("SELECT value FROM deltamesh_meta WHERE key = 'change_log_floor' FOR UPDATE");
+    const pending = await expireLog();
+    await waitFor("the leader's retention to block on the floor row", 5000, async () =>
+      (await count(c.db, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%deltamesh_meta%'")) > 0 ? true : undefined,
+    );
+    c.node(old).signal("SIGSTOP");
+    const frozenAt = Date.now();
+    await blocker.query("COMMIT");
+    blocker.release();
+
+    const next = await newLeader(a, old, (TTL_S + 10) * 1000);
+    const claimed = await c.db.query<{ claimed_at: Date }>("SELECT claimed_at FROM leader_fence");
+    console.log(
+      `[cluster] leader frozen mid-transaction: successor's term claimed in the database ${claimed.rows[0]!.claimed_at.getTime() - frozenAt} ms after the freeze (lease TTL ${TTL_S * 1000} ms)`,
+    );
+    await waitFor("retention by the successor", 5000, async () => ((await floorOf(c.db)) >= pending ? true : undefined));
+    c.node(old).signal("SIGCONT");
+    await new Promise((r) => setTimeout(r, 1000));
+
+    // Everything retention did to these changes was done under the new term.
+    const runs = await c.db.query<{ term: string }>(
+      "SELECT DISTINCT term FROM duty_runs WHERE duty = 'change_log_retention' AND (detail->>'floor')::bigint >= $1",
+      [pending.toString()],
+    );
+    expect(runs.rows).toEqual([{ term: next.term.toString() }]);
+    const firstNew = await c.db.query<{ id: string }>("SELECT min(id) AS id FROM duty_runs WHERE term = $1", [next.term.toString()]);
+    expect(await count(c.db, "SELECT count(*) AS n FROM duty_runs WHERE term = $1 AND id > $2", [oldTerm.toString(), firstNew.rows[0]!.id])).toBe(0);
+    await waitFor("the woken node to follow", 10_000, async () => {
+      const s = await c.status(old);
+      return s.nodes.length === 3 && !ownEntry(s).leader ? true : undefined;
+    });
+    expect((await load.stop()).failed).toEqual([]);
   });
 
   it("restart etcd with an outage longer than the lease: no node crashes, writes go on, no duties run while etcd is down, everything recovers", async () => {
