@@ -154,7 +154,15 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     };
     nodes.push(localNode(id, port, env, path.join(dataDir, `${id}.log`)));
   }
+  // If this process ends without stopping the cluster (a crashed test run),
+  // take the node and etcd processes with it rather than leave them behind.
+  const orphans = (): void => {
+    for (const n of nodes) n.signal("SIGKILL");
+    etcdNow?.process.kill("SIGKILL");
+  };
+  process.once("exit", orphans);
   const stopAll = async (): Promise<void> => {
+    process.off("exit", orphans);
     await Promise.allSettled(nodes.map((n) => n.stop()));
     await Promise.allSettled([etcdNow?.stop(), pg?.stop()]);
   };
