@@ -5,8 +5,11 @@
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
 import { CoordinationState } from "../../../gen/deltamesh/v1/cluster_pb.js";
+import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
+import { rejection } from "../../support/rpc.js";
 import { count, floorOf, plantChanges } from "./sql.js";
 import { TTL_S, customer, ownEntry, startTestCluster, waitFor, writeLoad, type TestCluster } from "./support.js";
 
@@ -184,6 +187,10 @@ describe("leader failover", () => {
     const status = await c.status(1);
     expect(status.etcdReachable).toBe(false);
     expect(status.coordination).toBe(CoordinationState.DEGRADED);
+    // Config cannot change meanwhile, and the client is told so in domain terms.
+    const refused = await rejection(c.admin(2).applyConfig({ document: (await c.admin(2).getConfig({})).document + "\n# edit\n" }));
+    expect(refused.code).toBe(Code.Unavailable);
+    expect(refused.findDetails(ErrorInfoSchema)[0]?.reason).toBe("ETCD_UNAVAILABLE");
     await down;
 
     // Back: sessions, leadership, membership and duties recover by themselves.

@@ -110,7 +110,7 @@ export interface WriteLoad {
   stop(): Promise<{ ok: number; failed: string[] }>;
 }
 
-/** Writes one customer after another through `client` until stopped. */
+/** Writes one customer after another through `client`, reading each back, until stopped. */
 export function writeLoad(client: Client<typeof RecordService>, label: string): WriteLoad {
   let running = true;
   let ok = 0;
@@ -118,7 +118,10 @@ export function writeLoad(client: Client<typeof RecordService>, label: string): 
   const loop = (async () => {
     while (running) {
       try {
-        await client.writeRecords({ mutations: [customer(label)] }, { timeoutMs: 5000 });
+        const m = customer(label);
+        await client.writeRecords({ mutations: [m] }, { timeoutMs: 5000 });
+        const read = await client.getRecord({ ref: m.ref }, { timeoutMs: 5000 });
+        if (read.record?.id !== m.ref.target.value) throw new Error(`read back ${read.record?.id ?? "nothing"}`);
         ok++;
       } catch (e) {
         failed.push(e instanceof Error ? e.message : String(e));
