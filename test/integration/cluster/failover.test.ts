@@ -6,9 +6,10 @@ import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { CoordinationState } from "../../../gen/deltamesh/v1/cluster_pb.js";
+import { ClusterService, CoordinationState } from "../../../gen/deltamesh/v1/cluster_pb.js";
 import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
+import { startTestNode } from "../../support/node.js";
 import { rejection } from "../../support/rpc.js";
 import { count, floorOf, plantChanges } from "./sql.js";
 import { TTL_S, customer, ownEntry, startTestCluster, waitFor, writeLoad, type TestCluster } from "./support.js";
@@ -191,6 +192,12 @@ describe("leader failover", () => {
     const refused = await rejection(c.admin(2).applyConfig({ document: (await c.admin(2).getConfig({})).document + "\n# edit\n" }));
     expect(refused.code).toBe(Code.Unavailable);
     expect(refused.findDetails(ErrorInfoSchema)[0]?.reason).toBe("ETCD_UNAVAILABLE");
+    // A node started now waits for etcd (not serving meanwhile) and joins when it returns.
+    const late = startTestNode({
+      nodeId: "node-late",
+      databaseUrl: c.local.databaseUrl,
+      etcd: { endpoints: [c.local.etcdEndpoint], prefix: c.local.etcdPrefix, leaseTtlSeconds: TTL_S },
+    });
     await down;
 
     // Back: sessions, leadership, membership and duties recover by themselves.
@@ -200,6 +207,18 @@ describe("leader failover", () => {
       return ok ? all : undefined;
     });
     expect(new Set(recovered.map((s) => s.leaderNodeId)).size).toBe(1);
+    const joined = await late;
+    try {
+      const s = await waitFor("the late node in the member list", 10_000, async () => {
+        const st = await c.status(0);
+        return st.nodes.some((n) => n.nodeId === "node-late") ? st : undefined;
+      });
+      const revisions = new Set(s.nodes.map((n) => n.configRevision));
+      expect(revisions.size).toBe(1);
+      expect(ownEntry(await joined.connect(ClusterService).getStatus({})).configRevision).toBe([...revisions][0]);
+    } finally {
+      await joined.stop();
+    }
     console.log(`[cluster] after the etcd restart the leader is ${recovered[0]!.leaderNodeId} (before: ${c.node(leaderBefore).id})`);
     await waitFor("retention after recovery", 10_000, async () => ((await floorOf(c.db)) >= pending ? true : undefined));
     for (const i of [0, 1, 2]) {
