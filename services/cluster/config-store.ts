@@ -104,12 +104,13 @@ export async function openEtcdConfigSource(opts: EtcdConfigOptions): Promise<Etc
   // The highest revision looked at (applied or rejected): events arrive again after reconnects.
   let seen = initial.stored.revision;
 
-  const apply = (s: Stored, origin: string): boolean => {
+  /** Swaps in a stored document newer than any seen; `checked` is its snapshot when already validated. */
+  const apply = (s: Stored, origin: string, checked?: ConfigSnapshot): boolean => {
     if (s.revision <= seen) return false;
     seen = s.revision;
     let next: ConfigSnapshot;
     try {
-      next = validate(s);
+      next = checked ? { ...checked, revision: s.revision.toString() } : validate(s);
     } catch (e) {
       log.warn(
         { key, revision: s.revision.toString(), current: publisher.current().revision, error: e instanceof Error ? e.message : String(e), violations: isDomainError(e) ? e.violations : [] },
@@ -153,9 +154,9 @@ export async function openEtcdConfigSource(opts: EtcdConfigOptions): Promise<Etc
       if (expectedRevision && expectedRevision !== current) throw revisionMismatch(expectedRevision, current);
       const nextText = edit(s?.text ?? currentText);
       // Validate before anything is written: a bad document is refused here.
-      buildSnapshot(parseConfigText(nextText, "yaml"), "");
+      const checked = buildSnapshot(parseConfigText(nextText, "yaml"), "");
       if (s && nextText === s.text) {
-        apply(s, "write");
+        apply(s, "write", checked);
         return publisher.current();
       }
       let res;
@@ -165,7 +166,7 @@ export async function openEtcdConfigSource(opts: EtcdConfigOptions): Promise<Etc
         throw etcdUnavailable(e, "the config store (etcd)");
       }
       if (res.succeeded) {
-        apply({ text: nextText, revision: BigInt(res.header.revision) }, "write");
+        apply({ text: nextText, revision: BigInt(res.header.revision) }, "write", checked);
         log.info({ revision: res.header.revision, ...what }, "config written to etcd");
         return publisher.current();
       }

@@ -37,6 +37,7 @@ export function nodeStatus(m: MemberInfo): MessageInitShape<typeof NodeStatusSch
     version: m.version,
     startTime: timestampFromDate(new Date(m.startTime)),
     configRevision: m.configRevision,
+    configTime: timestampFromDate(new Date(m.configTime)),
     leader: m.leader,
     leaderSince: m.leaderSince ? timestampFromDate(new Date(m.leaderSince)) : undefined,
     coordination: COORDINATION[m.coordination],

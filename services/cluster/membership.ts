@@ -20,6 +20,8 @@ export interface MemberInfo {
   version: string;
   startTime: string;
   configRevision: string;
+  /** When the node swapped in that config. */
+  configTime: string;
   leader: boolean;
   leaderSince: string | null;
   coordination: Coordination;
@@ -46,6 +48,7 @@ export function decodeMember(text: string): MemberInfo | null {
   const o = v as Record<string, unknown>;
   if (!isStr(o.id) || !isStr(o.address) || !Array.isArray(o.services) || !o.services.every(isStr)) return null;
   if (!isStr(o.version) || !isStr(o.startTime) || !isStr(o.configRevision) || !isStr(o.reportTime)) return null;
+  const configTime = isStr(o.configTime) ? o.configTime : o.startTime;
   const coordination = o.coordination === "standalone" || o.coordination === "degraded" ? o.coordination : "connected";
   return {
     id: o.id,
@@ -54,6 +57,7 @@ export function decodeMember(text: string): MemberInfo | null {
     version: o.version,
     startTime: o.startTime,
     configRevision: o.configRevision,
+    configTime,
     leader: o.leader === true,
     leaderSince: isStr(o.leaderSince) ? o.leaderSince : null,
     coordination,

@@ -74,6 +74,10 @@ export async function startClusterNode(opts: ClusterNodeOptions): Promise<Cluste
 /** Shared by both kinds: the live self-description. */
 function describer(opts: ClusterNodeOptions, config: () => ConfigDocumentSource, state: () => { coordination: Coordination; leadership: Leadership | null }) {
   const startTime = new Date().toISOString();
+  let configTime = startTime;
+  config().onChange(() => {
+    configTime = new Date().toISOString();
+  });
   let streams: StreamStatsProvider = UNKNOWN_STREAM_STATS;
   return {
     setStreamStats(p: StreamStatsProvider): void {
@@ -89,6 +93,7 @@ function describer(opts: ClusterNodeOptions, config: () => ConfigDocumentSource,
         version: opts.version,
         startTime,
         configRevision: config().current().revision,
+        configTime,
         leader: leadership !== null,
         leaderSince: leadership ? leadership.since.toISOString() : null,
         coordination,

@@ -6,9 +6,9 @@
 import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -54,14 +54,17 @@ describe("config in etcd", () => {
     const document = await withCollection("visits");
     for (const i of NODES) await expect(c.records(i).writeRecords(visit("visits", `before-${i}`))).rejects.toThrow();
 
-    const t0 = performance.now();
+    const calledAt = Date.now();
     const applied = await c.admin(0).applyConfig({ document });
     expect(applied.changed).toBe(true);
-    const live = await Promise.all(
-      NODES.map((i) => waitFor(`node ${i} at revision ${applied.revision}`, 5000, async () => ((await revisionOf(i)) === applied.revision ? performance.now() - t0 : undefined), 10)),
-    );
-    console.log(`[cluster] config change live on the three nodes after ${live.map((ms) => `${ms.toFixed(0)} ms`).join(", ")} (from the ApplyConfig call)`);
-    for (const ms of live) expect(ms).toBeLessThanOrEqual(1000);
+    for (const i of NODES) await waitFor(`node ${i} at revision ${applied.revision}`, 5000, async () => ((await revisionOf(i)) === applied.revision ? true : undefined), 50);
+    // Each node stamps the moment it swapped the new config in: measured from
+    // the operator's call, without the noise of polling.
+    const liveAt = await Promise.all(NODES.map(async (i) => timestampDate(ownEntry(await c.status(i)).configTime!).getTime()));
+    const fromCall = liveAt.map((t) => t - calledAt);
+    const fromOrigin = liveAt.map((t) => t - liveAt[0]!);
+    console.log(`[cluster] config change live on the three nodes ${fromCall.join(", ")} ms after the ApplyConfig call (${fromOrigin.join(", ")} ms after the applying node)`);
+    for (const ms of fromCall) expect(ms).toBeLessThanOrEqual(1000);
     // Live means used: every node now accepts the new collection.
     for (const i of NODES) await c.records(i).writeRecords(visit("visits", `after-${i}`));
     // Every node reports the revision it runs, the same everywhere.

@@ -14,6 +14,7 @@ describe("cluster handlers' translation", () => {
       version: "1",
       startTime: "2026-01-01T00:00:00.000Z",
       configRevision: "9",
+      configTime: "2026-01-01T00:00:00.500Z",
       leader: false,
       leaderSince: null,
       coordination: "degraded",
@@ -27,7 +28,7 @@ describe("cluster handlers' translation", () => {
 
   it("maps known stream figures", () => {
     const s = nodeStatus({
-      id: "n1", address: "h:1", services: [], version: "1", startTime: "2026-01-01T00:00:00.000Z", configRevision: "9", leader: true,
+      id: "n1", address: "h:1", services: [], version: "1", startTime: "2026-01-01T00:00:00.000Z", configRevision: "9", configTime: "2026-01-01T00:00:00.500Z", leader: true,
       leaderSince: "2026-01-01T00:00:02.000Z", coordination: "connected", streamSubscribers: 3, streamLag: "42", reportTime: "2026-01-01T00:00:03.000Z",
     });
     expect(s).toMatchObject({ leader: true, streamSubscribers: 3, streamLag: 42n, coordination: CoordinationState.CONNECTED });

@@ -8,6 +8,7 @@ const member: MemberInfo = {
   version: "0.1.0",
   startTime: "2026-01-01T00:00:00.000Z",
   configRevision: "17",
+  configTime: "2026-01-01T00:00:04.000Z",
   leader: true,
   leaderSince: "2026-01-01T00:00:05.000Z",
   coordination: "connected",
@@ -31,7 +32,7 @@ describe("membership entries", () => {
   });
 
   it("read missing optional figures as unknown", () => {
-    const { leaderSince: _l, streamLag: _s, ...rest } = member;
-    expect(decodeMember(JSON.stringify(rest))).toMatchObject({ leaderSince: null, streamLag: null, leader: true });
+    const { leaderSince: _l, streamLag: _s, configTime: _c, ...rest } = member;
+    expect(decodeMember(JSON.stringify(rest))).toMatchObject({ leaderSince: null, streamLag: null, leader: true, configTime: member.startTime });
   });
 });
