@@ -61,8 +61,10 @@ export interface LocalCluster {
   /** The etcd this cluster started (null when given one). */
   readonly etcd: RunningEtcd | null;
   readonly nodes: LocalNode[];
-  /** Restarts etcd on the same ports and data (only the one this cluster started). */
-  restartEtcd(downMs?: number): Promise<void>;
+  /** Stops the etcd this cluster started (SIGTERM; its data stays). */
+  stopEtcd(): Promise<void>;
+  /** Starts it again on the same ports and data. */
+  startEtcd(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -183,12 +185,14 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       return etcdNow;
     },
     nodes,
-    async restartEtcd(downMs = 0) {
-      if (!etcdNow) throw new Error("this cluster did not start its etcd");
-      const { clientPort, peerPort } = etcdNow;
-      await etcdNow.stop();
-      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
-      etcdNow = await startEtcd({ dataDir: path.join(dataDir, "etcd"), name: "local", clientPort, peerPort });
+    async stopEtcd() {
+      if (!etcd) throw new Error("this cluster did not start its etcd");
+      await etcdNow?.stop();
+    },
+    async startEtcd() {
+      if (!etcd) throw new Error("this cluster did not start its etcd");
+      if (etcdNow && etcdNow.process.exitCode === null && etcdNow.process.signalCode === null) return;
+      etcdNow = await startEtcd({ dataDir: path.join(dataDir, "etcd"), name: "local", clientPort: etcd.clientPort, peerPort: etcd.peerPort });
     },
     stop: stopAll,
   };
