@@ -11,7 +11,7 @@ import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
 import { startTestNode } from "../../support/node.js";
 import { rejection } from "../../support/rpc.js";
-import { count, floorOf, plantChanges } from "./sql.js";
+import { ageWholeLog, count, floorOf } from "./sql.js";
 import { TTL_S, customer, ownEntry, startTestCluster, waitFor, writeLoad, type TestCluster } from "./support.js";
 
 let c: TestCluster;
@@ -31,14 +31,6 @@ async function newLeader(via: number, old: number, timeoutMs: number): Promise<{
     const index = c.local.nodes.findIndex((n) => n.id === s.leaderNodeId);
     return index >= 0 && index !== old && s.fencedTerm === s.leaderTerm ? { index, term: s.leaderTerm } : undefined;
   });
-}
-
-/** Ages the whole log by two hours, so retention has work: returns the seq that must become the floor. */
-async function expireLog(): Promise<bigint> {
-  const planted = await plantChanges(c.db, 5, 0);
-  const last = planted[planted.length - 1]!;
-  await c.db.query("UPDATE changes SET commit_time = commit_time - interval '2 hours' WHERE seq <= $1", [last.toString()]);
-  return last;
 }
 
 describe("leader failover", () => {
@@ -103,11 +95,11 @@ describe("leader failover", () => {
     const next = await newLeader(a, old, (TTL_S + 10) * 1000);
     expect(next.term).toBeGreaterThan(oldTerm);
     // The new leader does duty work under its term while the old one is frozen.
-    const floor1 = await expireLog();
+    const floor1 = await ageWholeLog(c.db);
     await waitFor("retention by the new leader", 5000, async () => ((await floorOf(c.db)) >= floor1 ? true : undefined));
 
     // The old leader wakes up believing nothing happened, with expired changes to delete.
-    const floor2 = await expireLog();
+    const floor2 = await ageWholeLog(c.db);
     const wokeAt = Date.now();
     c.node(old).signal("SIGCONT");
     await waitFor("retention after the wake-up", 5000, async () => ((await floorOf(c.db)) >= floor2 ? true : undefined));
@@ -148,7 +140,7 @@ describe("leader failover", () => {
     await blocker.query("BEGIN");
     await blocker.query("INSERT INTO deltamesh_meta (key, value) VALUES ('change_log_floor', '0') ON CONFLICT (key) DO NOTHING");
     await blocker.query("SELECT value FROM deltamesh_meta WHERE key = 'change_log_floor' FOR UPDATE");
-    const pending = await expireLog();
+    const pending = await ageWholeLog(c.db);
     await waitFor("the leader's retention to block on the floor row", 5000, async () =>
       (await count(c.db, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%deltamesh_meta%'")) > 0 ? true : undefined,
     );
@@ -195,7 +187,7 @@ describe("leader failover", () => {
     // The leader's lease validity has run out by now: expired changes stay put.
     await new Promise((r) => setTimeout(r, TTL_S * 1000));
     const floorBefore = await floorOf(c.db);
-    const pending = await expireLog();
+    const pending = await ageWholeLog(c.db);
     await new Promise((r) => setTimeout(r, 800));
     expect(await floorOf(c.db)).toBe(floorBefore);
     const status = await c.status(1);

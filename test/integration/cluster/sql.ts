@@ -1,10 +1,35 @@
 // Rows the cluster tests plant directly in the database: changes, tickets and
 // idempotency results of a given age, for the leader's duties to find.
 import type pg from "pg";
+import { SEQUENCING_LOCK_KEY } from "../../../services/store/sequencing.js";
+import { inTransaction } from "../../../services/store/transaction.js";
 
-/** Inserts `n` change rows committed `ageMs` ago; returns their seqs. */
+/**
+ * Inserts `n` change rows committed `ageMs` ago; returns their seqs. Under the
+ * change-log sequencing lock, like every writer: no concurrent write can end
+ * up below them uncommitted.
+ */
 export async function plantChanges(db: pg.Pool, n: number, ageMs: number, label = "old"): Promise<bigint[]> {
-  const res = await db.query<{ seq: string }>(
+  return inTransaction(db, (c) => plantIn(c, n, ageMs, label));
+}
+
+/**
+ * Lets two hours pass for the whole log: plants a few rows and ages every
+ * change up to them, all under the sequencing lock (so no write in flight
+ * lands below). Returns the seq retention must delete up to.
+ */
+export async function ageWholeLog(db: pg.Pool): Promise<bigint> {
+  return inTransaction(db, async (c) => {
+    const seqs = await plantIn(c, 5, 0, "aged");
+    const last = seqs[seqs.length - 1]!;
+    await c.query("UPDATE changes SET commit_time = commit_time - interval '2 hours' WHERE seq <= $1", [last.toString()]);
+    return last;
+  });
+}
+
+async function plantIn(c: pg.PoolClient, n: number, ageMs: number, label: string): Promise<bigint[]> {
+  await c.query("SELECT pg_advisory_xact_lock($1)", [SEQUENCING_LOCK_KEY]);
+  const res = await c.query<{ seq: string }>(
     `INSERT INTO changes (tenant, collection, record_id, old_version, new_version, delta, created, deleted,
                           actor, source, device, client_mutation_id, commit_time)
      SELECT '', 'customers', $3 || '-' || i, 0, 1, '{"set":{},"cleared":[],"clocks":{},"decisions":[]}', true, false,
