@@ -9,6 +9,7 @@ import { resolveNodeConfig, type NodeConfigInput } from "../platform/node-config
 import { startNode } from "../platform/server.js";
 import { migrate } from "../store/migrate.js";
 import pg from "pg";
+import { addClusterCommands } from "./cluster-commands.js";
 import { connectRecords, parseAssignments, printRecord, refFor } from "./record-commands.js";
 
 const program = new Command()
@@ -31,6 +32,10 @@ interface ServeFlags {
   dataDir?: string;
   config?: string;
   nodeId?: string;
+  etcdEndpoints?: string;
+  etcdPrefix?: string;
+  etcdLeaseTtl?: number;
+  advertiseAddress?: string;
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
@@ -49,6 +54,14 @@ function toNodeInput(f: ServeFlags, defaults: NodeConfigInput = {}): NodeConfigI
   if (f.config !== undefined) input.configFile = f.config;
   if (f.nodeId !== undefined) input.nodeId = f.nodeId;
   if (f.insecureDevAuth !== undefined) input.insecureDevAuth = f.insecureDevAuth;
+  if (f.etcdEndpoints !== undefined || f.etcdPrefix !== undefined || f.etcdLeaseTtl !== undefined) {
+    input.etcd = {
+      endpoints: f.etcdEndpoints?.split(",").map((e) => e.trim()).filter(Boolean),
+      prefix: f.etcdPrefix,
+      leaseTtlSeconds: f.etcdLeaseTtl,
+    };
+  }
+  if (f.advertiseAddress !== undefined) input.advertiseAddress = f.advertiseAddress;
   if (f.tlsCert && f.tlsKey) {
     input.tls = { certFile: f.tlsCert, keyFile: f.tlsKey, caFile: f.tlsCa, requireClientCert: f.requireClientCert ?? false };
   }
@@ -90,7 +103,11 @@ function serveOptions(cmd: Command): Command {
     .option("--database-url <url>", "PostgreSQL URL (default: embedded PostgreSQL in --data-dir)")
     .option("--data-dir <dir>", "folder for the embedded PostgreSQL")
     .option("--config <file>", "schema/policy file (YAML or JSON)")
-    .option("--node-id <id>", "this node's name in the cluster");
+    .option("--node-id <id>", "this node's name in the cluster")
+    .option("--etcd-endpoints <urls>", "etcd client URLs, comma-separated (cluster mode; or DELTAMESH_ETCD_ENDPOINTS)")
+    .option("--etcd-prefix <prefix>", "etcd key prefix of this deployment (default /deltamesh/)")
+    .option("--etcd-lease-ttl <seconds>", "session lease TTL: how fast a dead node is replaced (default 10)", (v) => Number(v))
+    .option("--advertise-address <host:port>", "address other nodes and clients reach this node's gRPC on");
 }
 
 serveOptions(program.command("serve").description("run a node (settings from flags or DELTAMESH_* variables)"))
@@ -201,6 +218,8 @@ clientOptions(program.command("list <collection>").description("list records, op
     for (const r of res.records) printRecord(schemas, r);
     if (res.nextPageToken) process.stdout.write("(more records: raise --limit)\n");
   });
+
+addClusterCommands(program, process.env.DELTAMESH_SERVER ?? "127.0.0.1:50051");
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as { code?: unknown; rawMessage?: string; message?: string };

@@ -13,7 +13,7 @@ import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isDomainError } from "../platform/errors.js";
-import { parseConfigText, formatOf, setSectionInText } from "./parse.js";
+import { convertConfigText, parseConfigText, formatOf, setSectionInText, type ConfigFormat } from "./parse.js";
 import {
   ConfigPublisher,
   buildSnapshot,
@@ -21,9 +21,9 @@ import {
   configError,
   consoleConfigLogger,
   contentRevision,
+  type ConfigDocumentSource,
   type ConfigLogger,
   type ConfigSnapshot,
-  type ConfigSource,
   revisionMismatch,
 } from "./source.js";
 
@@ -53,7 +53,7 @@ export interface FileConfigOptions {
   log?: ConfigLogger;
 }
 
-export interface FileConfigSource extends ConfigSource {
+export interface FileConfigSource extends ConfigDocumentSource {
   readonly path: string;
   /**
    * Re-reads the file now (what a watch event does after the debounce).
@@ -65,6 +65,11 @@ export interface FileConfigSource extends ConfigSource {
 
 /** Reads, parses and validates a config file. */
 export async function readConfigFile(path: string): Promise<ConfigSnapshot> {
+  return (await readConfigFileText(path)).snapshot;
+}
+
+/** Reads, parses and validates a config file; also returns its text. */
+export async function readConfigFileText(path: string): Promise<{ text: string; snapshot: ConfigSnapshot }> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -72,7 +77,7 @@ export async function readConfigFile(path: string): Promise<ConfigSnapshot> {
     throw configError(path, e);
   }
   try {
-    return buildSnapshot(parseConfigText(text, formatOf(path)), contentRevision(text));
+    return { text, snapshot: buildSnapshot(parseConfigText(text, formatOf(path)), contentRevision(text)) };
   } catch (e) {
     throw configError(path, e);
   }
@@ -85,7 +90,10 @@ export async function readConfigFile(path: string): Promise<ConfigSnapshot> {
 export async function loadFileConfigSource(path: string, opts: FileConfigOptions = {}): Promise<FileConfigSource> {
   const file = resolve(path);
   const log = opts.log ?? consoleConfigLogger;
-  const publisher = new ConfigPublisher(await readConfigFile(file), log);
+  const initial = await readConfigFileText(file);
+  const publisher = new ConfigPublisher(initial.snapshot, log);
+  // The text of the current snapshot (what `config get` shows).
+  let currentText = initial.text;
 
   let lastRejected: string | null = null;
   let running: Promise<boolean> | null = null;
@@ -127,7 +135,10 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     }
     lastRejected = null;
     const applied = publisher.publish(next);
-    if (applied) log.info({ path: file, revision }, "config reloaded");
+    if (applied) {
+      currentText = text;
+      log.info({ path: file, revision }, "config reloaded");
+    }
     return applied;
   }
 
@@ -178,33 +189,47 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
 
   // Writes are serialized: each one reads, checks and replaces the file whole.
   let writing: Promise<unknown> = Promise.resolve();
-  async function putSection(name: string, value: unknown, expectedRevision: string): Promise<ConfigSnapshot> {
-    checkSectionName(name);
+  /** Validates the text `edit` makes of the file's current text, and writes it whole. */
+  async function writeEdited(edit: (text: string) => string, expectedRevision: string, what: object): Promise<ConfigSnapshot> {
     const text = await readFile(file, "utf8").catch((e: unknown) => {
       throw configError(file, e);
     });
     const onDisk = contentRevision(text);
     if (expectedRevision && expectedRevision !== onDisk) throw revisionMismatch(expectedRevision, onDisk);
-    // The YAML document model keeps the file's comments and layout around the edited section.
-    const nextText = setSectionInText(text, formatOf(file), name, value);
+    const nextText = edit(text);
     const next = buildSnapshot(parseConfigText(nextText, formatOf(file)), contentRevision(nextText));
     // Write-then-rename: a reader (this node's watcher, another process) never sees half a file.
     const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
     await writeFile(tmp, nextText, "utf8");
     await rename(tmp, file);
-    if (publisher.publish(next)) log.info({ path: file, revision: next.revision, section: name }, "config section written");
+    if (publisher.publish(next)) {
+      currentText = nextText;
+      log.info({ path: file, revision: next.revision, ...what }, "config written");
+    }
     return publisher.current();
+  }
+
+  function putSection(name: string, value: unknown, expectedRevision: string): Promise<ConfigSnapshot> {
+    checkSectionName(name);
+    // The YAML document model keeps the file's comments and layout around the edited section.
+    return writeEdited((text) => setSectionInText(text, formatOf(file), name, value), expectedRevision, { section: name });
+  }
+
+  function serialized(write: () => Promise<ConfigSnapshot>): Promise<ConfigSnapshot> {
+    const run = writing.then(write);
+    writing = run.catch(() => undefined);
+    return run;
   }
 
   return {
     path: file,
     current: () => publisher.current(),
     onChange: (listener) => publisher.onChange(listener),
-    putSection(name, value, expectedRevision) {
-      const run = writing.then(() => putSection(name, value, expectedRevision));
-      writing = run.catch(() => undefined);
-      return run;
-    },
+    store: "file",
+    currentText: () => currentText,
+    putSection: (name, value, expectedRevision) => serialized(() => putSection(name, value, expectedRevision)),
+    replaceDocument: (text: string, format: ConfigFormat, expectedRevision: string) =>
+      serialized(() => writeEdited(() => convertConfigText(text, format, formatOf(file)), expectedRevision, { document: "replaced" })),
     reload,
     async close() {
       publisher.close();

@@ -1,7 +1,7 @@
 // Config document text (YAML or JSON) to plain data. Shared by the file
 // source and, later, the etcd source (which stores the same text).
 
-import { isMap, parseDocument } from "yaml";
+import { isMap, parseDocument, stringify } from "yaml";
 import { invalidArgument } from "../platform/errors.js";
 
 export type ConfigFormat = "yaml" | "json";
@@ -69,4 +69,11 @@ export function setSectionInText(text: string, format: ConfigFormat, name: strin
   if (value === null || value === undefined) doc.delete(name);
   else doc.set(name, doc.createNode(value));
   return doc.toString();
+}
+
+/** Document text in another format (the same text when the formats match). */
+export function convertConfigText(text: string, from: ConfigFormat, to: ConfigFormat): string {
+  if (from === to) return text;
+  const doc = parseConfigText(text, from);
+  return to === "json" ? JSON.stringify(doc, null, 2) + "\n" : stringify(doc);
 }

@@ -11,6 +11,8 @@
 
 import { createHash } from "node:crypto";
 import { DomainError, invalidArgument, isDomainError } from "../platform/errors.js";
+import type { ConfigFormat } from "./parse.js";
+import { parseRetention, type RetentionSettings } from "../cluster/duties/settings.js";
 import { parseSchemaSet } from "../schema/load.js";
 import type { SchemaSet } from "../schema/types.js";
 
@@ -18,6 +20,8 @@ export interface ConfigSnapshot {
   /** Identifies the document (a short content hash for files; the etcd revision later). */
   revision: string;
   schemas: SchemaSet;
+  /** The `retention` section: the leader's housekeeping windows. */
+  retention: RetentionSettings;
   /** The raw document, all sections, deep-frozen. */
   doc: Record<string, unknown>;
 }
@@ -38,6 +42,22 @@ export interface ConfigSource {
    */
   putSection(name: string, value: unknown, expectedRevision: string): Promise<ConfigSnapshot>;
   close(): Promise<void>;
+}
+
+/**
+ * A config source whose whole document an operator reads and replaces
+ * (ClusterService.GetConfig / ApplyConfig, `deltamesh config get|apply`).
+ */
+export interface ConfigDocumentSource extends ConfigSource {
+  /** Where the document is kept. */
+  readonly store: "etcd" | "file";
+  /** The text (YAML or, for a .json file, JSON) of the current document. */
+  currentText(): string;
+  /**
+   * Compare-and-set replacement of the whole document (`text` in `format`),
+   * validated whole before anything is written. Errors as putSection.
+   */
+  replaceDocument(text: string, format: ConfigFormat, expectedRevision: string): Promise<ConfigSnapshot>;
 }
 
 /** Where config sources report reloads and rejected documents; a pino logger fits. */
@@ -71,8 +91,27 @@ export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
       "INVALID_CONFIG",
     );
   }
-  const schemas = parseSchemaSet(doc);
-  return { revision, schemas, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
+  // Every section is checked before any error is thrown: one pass fixes all.
+  const retention = parseRetention((doc as Record<string, unknown>).retention);
+  let schemas: SchemaSet;
+  try {
+    schemas = parseSchemaSet(doc);
+  } catch (e) {
+    if (!isDomainError(e) || retention.violations.length === 0) throw e;
+    throw new DomainError(e.kind, `${e.message}; ${retention.violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`, {
+      reason: e.reason,
+      metadata: e.metadata,
+      violations: [...e.violations, ...retention.violations],
+    });
+  }
+  if (retention.violations.length > 0) {
+    throw invalidArgument(
+      `invalid config: ${retention.violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`,
+      retention.violations,
+      "INVALID_CONFIG",
+    );
+  }
+  return { revision, schemas, retention: retention.settings, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
 }
 
 /** A short (12 hex digits) sha256 of a document's text. */

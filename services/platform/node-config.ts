@@ -2,6 +2,7 @@
 // it uses. Read from command-line flags, then DELTAMESH_* environment
 // variables, then defaults.
 import { DEFAULT_CONFIG_PATH } from "../config/file-source.js";
+import type { EtcdSettings } from "../cluster/etcd-client.js";
 
 export interface TlsFiles {
   certFile: string;
@@ -30,9 +31,23 @@ export interface NodeConfig {
   /** Accept caller identity from x-deltamesh-* headers without verification. Development only. */
   insecureDevAuth: boolean;
   logLevel: string;
+  /** etcd coordination (membership, leader election, config store); absent: a standalone node. */
+  etcd?: EtcdSettings;
+  /** host:port other nodes and clients reach this node's native gRPC on (default host:grpcPort). */
+  advertiseAddress?: string;
 }
 
-export type NodeConfigInput = Partial<NodeConfig>;
+export type NodeConfigInput = Partial<Omit<NodeConfig, "etcd">> & { etcd?: Partial<EtcdSettings> };
+
+/** etcd settings from input and DELTAMESH_ETCD_* variables; undefined when no endpoint is given. */
+function etcdSettings(input: Partial<EtcdSettings> | undefined): EtcdSettings | undefined {
+  const endpoints = input?.endpoints ?? (env("ETCD_ENDPOINTS") ?? "").split(",").map((e) => e.trim()).filter(Boolean);
+  if (endpoints.length === 0) return undefined;
+  const prefix = (input?.prefix ?? env("ETCD_PREFIX") ?? "/deltamesh/").trim() || "/deltamesh/";
+  const leaseTtlSeconds = intFrom(input?.leaseTtlSeconds ?? env("ETCD_LEASE_TTL"), "etcd lease TTL") ?? 10;
+  if (leaseTtlSeconds < 2) throw new Error(`the etcd lease TTL must be at least 2 seconds, got ${leaseTtlSeconds}`);
+  return { endpoints, prefix: prefix.endsWith("/") ? prefix : `${prefix}/`, leaseTtlSeconds };
+}
 
 const env = (name: string): string | undefined => {
   const v = process.env[`DELTAMESH_${name}`];
@@ -69,5 +84,7 @@ export function resolveNodeConfig(input: NodeConfigInput = {}): NodeConfig {
     shutdownGraceMs: intFrom(input.shutdownGraceMs ?? env("SHUTDOWN_GRACE_MS"), "shutdown grace") ?? 10_000,
     insecureDevAuth: input.insecureDevAuth ?? env("INSECURE_DEV_AUTH") === "true",
     logLevel: input.logLevel ?? env("LOG_LEVEL") ?? "info",
+    etcd: etcdSettings(input.etcd),
+    advertiseAddress: input.advertiseAddress ?? env("ADVERTISE_ADDRESS"),
   };
 }

@@ -4,10 +4,13 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ClusterService } from "../../gen/deltamesh/v1/cluster_pb.js";
 import { ConflictService } from "../../gen/deltamesh/v1/conflicts_pb.js";
+import { DutyRunner } from "../cluster/duties/runner.js";
+import { createClusterService } from "../cluster/handlers.js";
+import { COORDINATION_HEALTH, defaultAddress, startClusterNode, type ClusterNode } from "../cluster/node.js";
 import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
 import { createConflictService } from "../conflicts/handlers.js";
-import { loadFileConfigSource } from "../config/file-source.js";
 import type { ConfigSource } from "../config/source.js";
 import { createRecordService } from "../records/handlers.js";
 import { WritePipeline } from "../records/write-pipeline.js";
@@ -19,6 +22,7 @@ import type { NodeConfig } from "./node-config.js";
 import { ANONYMOUS, principalKey } from "./principal.js";
 import { startGrpcServer, type GrpcTls } from "./transport/grpc-server.js";
 import { startWebServer } from "./transport/web-server.js";
+import { VERSION } from "./version.js";
 import type { RequestHook, ServedService } from "./transport/wrap.js";
 
 export interface RunningNode {
@@ -27,18 +31,21 @@ export interface RunningNode {
   databaseUrl: string;
   store: RecordStore;
   config: ConfigSource;
+  /** Membership, leadership and coordination state (standalone without etcd). */
+  cluster: ClusterNode;
   log: Logger;
   /** Drains and stops everything; safe to call more than once. */
   stop(): Promise<void>;
 }
 
 /** The services every node hosts, by the name their health status uses. */
-export const SERVED: readonly DescService[] = [RecordService, ConflictService];
+export const SERVED: readonly DescService[] = [RecordService, ConflictService, ClusterService];
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
-  const config = await loadFileConfigSource(cfg.configFile, { watch: true });
   const health = new HealthState();
   let ready: { store: RecordStore; pipeline: WritePipeline } | null = null;
+  // Joins the cluster (or runs standalone) once listening: config comes from it.
+  let cluster: ClusterNode | null = null;
 
   // Calls that arrive while the database is still starting get UNAVAILABLE, a
   // status every gRPC client retries; health says NOT_SERVING meanwhile.
@@ -62,11 +69,20 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     get pipeline() {
       return ready!.pipeline;
     },
-    config,
+    get config() {
+      return cluster!.config;
+    },
+    get cluster() {
+      return cluster!;
+    },
+    get pool() {
+      return ready!.store.pool;
+    },
   };
   const services: ServedService[] = [
     { service: RecordService, impl: createRecordService(deps) },
     { service: ConflictService, impl: createConflictService(deps) },
+    { service: ClusterService, impl: createClusterService(deps) },
   ];
 
   const tls = cfg.tls ? await loadTls(cfg.tls) : undefined;
@@ -88,7 +104,18 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
 
   let embedded: RunningPostgres | null = null;
   let store: RecordStore;
+  let duties: DutyRunner;
   try {
+    cluster = await startClusterNode({
+      nodeId: cfg.nodeId,
+      address: cfg.advertiseAddress ?? defaultAddress(cfg.host, grpc.port),
+      services: SERVED.map((s) => s.typeName),
+      version: VERSION,
+      configFile: cfg.configFile,
+      etcd: cfg.etcd,
+      log,
+    });
+    const config = cluster.config;
     let url = cfg.databaseUrl;
     if (!url) {
       log.info({ dataDir: path.resolve(cfg.dataDir, "postgres") }, "no database URL configured: starting the embedded PostgreSQL");
@@ -97,11 +124,17 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     }
     store = await RecordStore.open({ url });
     ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas) };
+    const c = cluster;
+    duties = new DutyRunner({ pool: store.pool, nodeId: cfg.nodeId, lead: c, retention: () => c.config.current().retention, log });
+    duties.start();
     health.setServing("", true);
     for (const s of SERVED) health.setServing(s.typeName, true);
-    log.info({ configRevision: config.current().revision }, "ready");
+    // Degraded coordination is its own health entry: the node still serves.
+    health.setServing(COORDINATION_HEALTH, c.coordination() !== "degraded");
+    c.onCoordinationChange((state) => health.setServing(COORDINATION_HEALTH, state !== "degraded"));
+    log.info({ configRevision: config.current().revision, etcd: cfg.etcd ? cfg.etcd.endpoints : null }, "ready");
   } catch (e) {
-    await Promise.allSettled([grpc.shutdown(0), web?.shutdown(0), embedded?.stop(), config.close()]);
+    await Promise.allSettled([grpc.shutdown(0), web?.shutdown(0), embedded?.stop(), cluster?.close()]);
     throw e;
   }
 
@@ -112,16 +145,19 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     webPort: web?.port ?? null,
     databaseUrl,
     store,
-    config,
+    config: cluster.config,
+    cluster,
     log,
     stop() {
+      const c = cluster!;
       stopping ??= (async () => {
         log.info("shutting down: draining calls");
-        await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs)]);
+        // Leaves the cluster first: a successor leads without waiting out the lease.
+        await duties.stop();
+        await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs), c.close()]);
         await ready?.pipeline.drain();
         await store.close();
         await embedded?.stop();
-        await config.close();
         log.info("stopped");
       })();
       return stopping;

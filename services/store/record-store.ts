@@ -10,6 +10,7 @@ import { encodeCursor } from "../changes/cursor.js";
 import { appendChanges, type ChangeRow, type SequencingMode } from "./sequencing.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
+import { inTransaction } from "./transaction.js";
 import { clockFromJson, clockToJson, clocksFromJson, clocksToJson, type ClockJson } from "./clock-json.js";
 import {
   closeTickets,
@@ -282,25 +283,7 @@ export class RecordStore {
 
   /** Runs `work` in one transaction; the whole batch commits or none of it does. */
   async writeTransaction<T>(work: (tx: WriteTx) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect().catch((e: unknown) => {
-      throw toStoreError(e);
-    });
-    let broken = false;
-    try {
-      await client.query("BEGIN");
-      const result = await work(this.writeTx(client));
-      await client.query("COMMIT");
-      return result;
-    } catch (e) {
-      try {
-        await client.query("ROLLBACK");
-      } catch {
-        broken = true;
-      }
-      throw e;
-    } finally {
-      client.release(broken);
-    }
+    return inTransaction(this.pool, (client) => work(this.writeTx(client)));
   }
 
   private writeTx(client: PoolClient): WriteTx {

@@ -81,10 +81,10 @@ describe("readConfigFile / loadFileConfigSource", () => {
   });
 
   it("loads JSON by extension", async () => {
-    const json = JSON.stringify({ collections: { a: { fields: { b: { type: "int" } } } }, retention: { days: 3 } });
+    const json = JSON.stringify({ collections: { a: { fields: { b: { type: "int" } } } }, labels: { days: 3 } });
     const src = await load(join(dir, "c.json"), json);
     expect([...src.current().schemas.collections.keys()]).toEqual(["a"]);
-    expect(src.current().doc.retention).toEqual({ days: 3 });
+    expect(src.current().doc.labels).toEqual({ days: 3 });
   });
 
   it("rejects a missing file with CONFIG_UNREADABLE naming the path", async () => {

@@ -63,12 +63,12 @@ describe.each(sources)("putSection on the %s source", (_name, open) => {
   it("refuses a stale expected revision with ABORTED-kind CONFIG_REVISION_MISMATCH and changes nothing", async () => {
     const src = await open();
     const first = src.current().revision;
-    await src.putSection("retention", { days: 7 }, first);
-    const err = await refusal(src.putSection("retention", { days: 1 }, first));
+    await src.putSection("labels", { days: 7 }, first);
+    const err = await refusal(src.putSection("labels", { days: 1 }, first));
     expect(err.kind).toBe("aborted");
     expect(err.reason).toBe("CONFIG_REVISION_MISMATCH");
     expect(err.metadata.current_revision).toBe(src.current().revision);
-    expect(src.current().doc.retention).toEqual({ days: 7 });
+    expect(src.current().doc.labels).toEqual({ days: 7 });
     await src.close();
   });
 
@@ -84,9 +84,9 @@ describe.each(sources)("putSection on the %s source", (_name, open) => {
 
   it("removes a section given null, and refuses a malformed section name", async () => {
     const src = await open();
-    await src.putSection("retention", { days: 7 }, "");
-    const removed = await src.putSection("retention", null, "");
-    expect(removed.doc.retention).toBeUndefined();
+    await src.putSection("labels", { days: 7 }, "");
+    const removed = await src.putSection("labels", null, "");
+    expect(removed.doc.labels).toBeUndefined();
     expect((await refusal(src.putSection("Bad Name", {}, ""))).reason).toBe("INVALID_SECTION_NAME");
     await src.close();
   });
@@ -97,14 +97,14 @@ describe("putSection on the file source", () => {
     const path = join(dir, "config.yaml");
     await writeFile(path, DOC_TEXT);
     const src: FileConfigSource = await loadFileConfigSource(path, { log: silentConfigLogger });
-    const written = await src.putSection("retention", { days: 3 }, src.current().revision);
+    const written = await src.putSection("labels", { days: 3 }, src.current().revision);
     await src.close();
     const text = await readFile(path, "utf8");
     expect(text).toContain("# the CRM schema (this comment must survive writes)");
     expect(text).toContain("# trailing comment");
     const reopened = await loadFileConfigSource(path, { log: silentConfigLogger });
     expect(reopened.current().revision).toBe(written.revision);
-    expect(reopened.current().doc.retention).toEqual({ days: 3 });
+    expect(reopened.current().doc.labels).toEqual({ days: 3 });
     await reopened.close();
   });
 
@@ -113,7 +113,7 @@ describe("putSection on the file source", () => {
     await writeFile(path, DOC_TEXT);
     const src = await loadFileConfigSource(path, { log: silentConfigLogger });
     const rev = src.current().revision;
-    const results = await Promise.allSettled([src.putSection("retention", { days: 1 }, rev), src.putSection("retention", { days: 2 }, rev)]);
+    const results = await Promise.allSettled([src.putSection("labels", { days: 1 }, rev), src.putSection("labels", { days: 2 }, rev)]);
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
     const loser = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
     expect((loser.reason as DomainError).reason).toBe("CONFIG_REVISION_MISMATCH");

@@ -28,11 +28,11 @@ function thrown(fn: () => unknown): DomainError {
 
 describe("buildSnapshot", () => {
   it("validates schemas and keeps other sections in doc", () => {
-    const s = buildSnapshot(doc({ policies: { roles: ["x"] }, retention: { days: 7 } }), "r1");
+    const s = buildSnapshot(doc({ policies: { roles: ["x"] }, labels: { days: 7 } }), "r1");
     expect(s.revision).toBe("r1");
     expect([...s.schemas.collections.keys()]).toEqual(["customers"]);
     expect(s.doc.policies).toEqual({ roles: ["x"] });
-    expect(s.doc.retention).toEqual({ days: 7 });
+    expect(s.doc.labels).toEqual({ days: 7 });
   });
 
   it("freezes a copy of the document", () => {

@@ -1,0 +1,88 @@
+// ClusterService: protobuf <-> domain for the cluster status and the
+// operator's config commands. Holds no etcd or SQL of its own.
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  ClusterService,
+  CoordinationState,
+  type NodeStatusSchema,
+} from "../../gen/deltamesh/v1/cluster_pb.js";
+import { buildSnapshot } from "../config/source.js";
+import { parseConfigText, type ConfigFormat } from "../config/parse.js";
+import type { Pool } from "pg";
+import { readFence } from "../store/fencing.js";
+import { changeLogBounds } from "../store/retention.js";
+import type { Coordination, MemberInfo } from "./membership.js";
+import type { ClusterNode } from "./node.js";
+
+export interface ClusterServiceDeps {
+  /** Read lazily, like the pool: the node joins the cluster after it starts listening. */
+  readonly cluster: ClusterNode;
+  /** The database pool (read lazily: the handlers run only once the database is ready). */
+  readonly pool: Pool;
+}
+
+const COORDINATION: Readonly<Record<Coordination, CoordinationState>> = {
+  standalone: CoordinationState.STANDALONE,
+  connected: CoordinationState.CONNECTED,
+  degraded: CoordinationState.DEGRADED,
+};
+
+export function nodeStatus(m: MemberInfo): MessageInitShape<typeof NodeStatusSchema> {
+  return {
+    nodeId: m.id,
+    address: m.address,
+    services: m.services,
+    version: m.version,
+    startTime: timestampFromDate(new Date(m.startTime)),
+    configRevision: m.configRevision,
+    configTime: timestampFromDate(new Date(m.configTime)),
+    leader: m.leader,
+    leaderSince: m.leaderSince ? timestampFromDate(new Date(m.leaderSince)) : undefined,
+    coordination: COORDINATION[m.coordination],
+    streamSubscribers: m.streamSubscribers ?? undefined,
+    streamLag: m.streamLag === null ? undefined : BigInt(m.streamLag),
+    reportTime: timestampFromDate(new Date(m.reportTime)),
+  };
+}
+
+/** JSON is YAML, but a JSON document is read by the stricter JSON parser for its error messages. */
+export function guessFormat(text: string): ConfigFormat {
+  return /^\s*[{[]/.test(text) ? "json" : "yaml";
+}
+
+export function createClusterService(deps: ClusterServiceDeps): ServiceImpl<typeof ClusterService> {
+  return {
+    async getStatus() {
+      const cluster = deps.cluster;
+      const [view, bounds, fence] = await Promise.all([cluster.view(), changeLogBounds(deps.pool), readFence(deps.pool)]);
+      return {
+        nodeId: cluster.nodeId,
+        coordination: COORDINATION[cluster.coordination()],
+        etcdReachable: view.etcdReachable,
+        leaderNodeId: view.leader?.nodeId ?? "",
+        leaderTerm: view.leader?.term ?? 0n,
+        nodes: view.members.map(nodeStatus),
+        changeLogTail: bounds.tail,
+        changeLogFloor: bounds.floor,
+        fencedTerm: fence?.term ?? 0n,
+      };
+    },
+    async getConfig() {
+      const cluster = deps.cluster;
+      return { document: cluster.config.currentText(), revision: cluster.config.current().revision, store: cluster.config.store };
+    },
+    async applyConfig(req) {
+      const cluster = deps.cluster;
+      const format = guessFormat(req.document);
+      const before = cluster.config.current().revision;
+      if (req.dryRun) {
+        buildSnapshot(parseConfigText(req.document, format), "");
+        return { revision: before, changed: false };
+      }
+      const after = await cluster.config.replaceDocument(req.document, format, req.expectedRevision);
+      return { revision: after.revision, changed: after.revision !== before };
+    },
+  };
+}
