@@ -9,37 +9,13 @@ import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { generatePythonStubs, PYTHON_DIR, SYSTEM_PYTHON } from "../../interop/python/codegen.js";
 import { startTestNode, type TestNode } from "../../support/node.js";
 import { byKey, str } from "../../support/rpc.js";
+import type { DecodedError, RecordsObserved } from "../../interop/records-observed.js";
+import { recordsScenarioTests } from "./records-expectations.js";
 
 const run = promisify(execFile);
 
-interface DecodedError {
-  code: string;
-  message: string;
-  error_info?: { reason: string; domain: string; metadata: Record<string, string> };
-  bad_request?: { field: string; reason: string; description: string }[];
-  resource_info?: { type: string; name: string };
-}
-
-interface PlainRecord {
-  id: string;
-  version: number;
-  fields: Record<string, unknown>;
-}
-
 interface Observed {
-  records: {
-    created: { id: string; version: number; created: boolean }[];
-    retry: { id: string; version: number; replayed: boolean };
-    updated_version: number;
-    conflict: DecodedError;
-    invalid: DecodedError;
-    get_by_id: PlainRecord;
-    get_by_phone: PlainRecord;
-    batch_get: { found: string[]; missing: string[] };
-    list_north: string[];
-    history: { old: number; new: number; set: string[]; source: string; device: string }[];
-    not_found: DecodedError;
-  };
+  records: RecordsObserved;
   introspection: {
     health: Record<string, string>;
     services: string[];
@@ -71,54 +47,7 @@ describe("Python grpcio client", () => {
     await node?.stop();
   });
 
-  it("writes a batch, and a retried client_mutation_id replays the first outcome", () => {
-    const { created, retry } = observed.records;
-    expect(created.map((r) => [r.version, r.created])).toEqual([
-      [1, true],
-      [1, true],
-    ]);
-    expect(retry).toEqual({ id: created[0]!.id, version: 1, replayed: true });
-    expect(observed.records.updated_version).toBe(2);
-  });
-
-  it("reads a version conflict's ErrorInfo (reason, current version) from grpc-status-details-bin", () => {
-    const { conflict } = observed.records;
-    expect(conflict.code).toBe("ABORTED");
-    expect(conflict.error_info).toMatchObject({
-      reason: "VERSION_MISMATCH",
-      domain: "deltamesh.dev",
-      metadata: { current_version: "2", expected_version: "1", id: observed.records.created[0]!.id },
-    });
-    expect(conflict.resource_info).toEqual({ type: "record", name: `customers/${observed.records.created[0]!.id}` });
-  });
-
-  it("reads every field violation of a bad write as BadRequest", () => {
-    const { invalid } = observed.records;
-    expect(invalid.code).toBe("INVALID_ARGUMENT");
-    expect(invalid.bad_request?.map((v) => [v.field, v.reason])).toEqual([
-      ["mutations[0].set.phone", "PHONE_INVALID"],
-      ["mutations[0].set.region", "NOT_IN_ENUM"],
-    ]);
-    expect(observed.records.not_found).toMatchObject({ code: "NOT_FOUND", error_info: { reason: "RECORD_NOT_FOUND" } });
-  });
-
-  it("reads records back by id, identity key, batch, filter and history", () => {
-    const r = observed.records;
-    const id = r.created[0]!.id;
-    expect(r.get_by_id).toEqual({
-      id,
-      version: 2,
-      deleted: false,
-      fields: { erp_id: "py-A", level: "key", name: "Li Lei", phone: "+8613800138000", region: "east_china" },
-    });
-    expect(r.get_by_phone).toEqual(r.get_by_id);
-    expect(r.batch_get).toEqual({ found: [id], missing: ["py-missing"] });
-    expect(r.list_north).toEqual(["Han Meimei"]);
-    expect(r.history).toEqual([
-      { old: 0, new: 1, set: ["erp_id", "name", "phone", "region"], source: "crm-desktop", device: "python-interop" },
-      { old: 1, new: 2, set: ["level"], source: "crm-desktop", device: "python-interop" },
-    ]);
-  });
+  recordsScenarioTests(() => observed.records, { prefix: "py", device: "python-interop" });
 
   it("wrote what a TypeScript client reads", async () => {
     const ts = node.connect(RecordService, { tenant: TENANT });
