@@ -6,6 +6,7 @@ import { startNode } from "../platform/server.js";
 import { migrate } from "../store/migrate.js";
 import pg from "pg";
 import { connectRecords, parseAssignments, printRecord, refFor } from "./record-commands.js";
+import { importCommand } from "./import/command.js";
 
 const program = new Command()
   .name("deltamesh")
@@ -184,6 +185,8 @@ clientOptions(program.command("list <collection>").description("list records, op
     for (const r of res.records) printRecord(schemas, r);
     if (res.nextPageToken) process.stdout.write("(more records: raise --limit)\n");
   });
+
+importCommand(clientOptions(program.command("import <file>")));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as { code?: unknown; rawMessage?: string; message?: string };
