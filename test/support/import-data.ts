@@ -5,8 +5,7 @@ import { createWriteStream } from "node:fs";
 import { once } from "node:events";
 
 const REGIONS = ["east_china", "north_china", "south_china", "central_china", "southwest_china"];
-const LEVELS = ["strategic", "key", "regular", "potential"];
-export const IMPORT_COLUMNS = ["erp_id", "name", "phone", "region", "level", "visits", "notes"] as const;
+export const IMPORT_COLUMNS = ["erp_id", "name", "phone", "region", "visits", "notes"] as const;
 
 type Kind = "valid" | "bad_phone" | "no_name" | "no_region" | "no_key" | "duplicate";
 
@@ -15,7 +14,6 @@ export interface ExpectedCustomer {
   name: string;
   phone?: string;
   region: string;
-  level: string;
   visits: number;
   notes?: string;
 }
@@ -38,11 +36,12 @@ export interface GenerateOptions {
 
 function kindOf(i: number, defects: boolean): Kind {
   if (!defects || i < 10) return "valid";
-  if (i % 50 === 7) return "bad_phone";
-  if (i % 50 === 19) return "no_name";
-  if (i % 50 === 31) return "no_region";
-  if (i % 100 === 43) return "no_key";
-  if (i % 25 === 11) return "duplicate";
+  // About 1 row in 40 is bad and 1 in 50 repeats an earlier key.
+  if (i % 100 === 7) return "bad_phone";
+  if (i % 200 === 19) return "no_name";
+  if (i % 200 === 119) return "no_region";
+  if (i % 200 === 43) return "no_key";
+  if (i % 50 === 11) return "duplicate";
   return "valid";
 }
 
@@ -75,12 +74,11 @@ export async function writeCustomerCsv(file: string, opts: GenerateOptions): Pro
       name: `Customer ${i}, Ltd.`,
       phone: i % 10 === 5 ? "" : phoneOf(i).written,
       region: REGIONS[i % REGIONS.length]!,
-      level: LEVELS[i % LEVELS.length]!,
       visits: String(i % 97),
       notes: i % 20 === 0 ? `said "call back"\nafter ${i}` : "",
     };
     if (kind === "bad_phone") {
-      row.phone = Math.floor(i / 50) % 2 === 0 ? "12345" : "not-a-phone";
+      row.phone = Math.floor(i / 100) % 2 === 0 ? "12345" : "not-a-phone";
       rejected.set(line, "PHONE_INVALID");
     } else if (kind === "no_name") {
       row.name = "";
@@ -100,9 +98,7 @@ export async function writeCustomerCsv(file: string, opts: GenerateOptions): Pro
       row.phone = "";
       row.region = "";
       row.notes = "";
-      row.level = LEVELS[(i + 1) % LEVELS.length]!;
       row.visits = String(1000 + i);
-      earlier.level = row.level;
       earlier.visits = 1000 + i;
       writes++;
     } else {
@@ -113,7 +109,6 @@ export async function writeCustomerCsv(file: string, opts: GenerateOptions): Pro
         name: row.name,
         ...(phone ? { phone } : {}),
         region: row.region,
-        level: row.level,
         visits: Number(row.visits),
         ...(row.notes ? { notes: row.notes } : {}),
       });

@@ -7,6 +7,7 @@ import { stat } from "node:fs/promises";
 import { InvalidArgumentError, type Command } from "commander";
 import { DEFAULT_CONFIG_PATH, loadFileConfigSource } from "../../config/file-source.js";
 import type { CollectionSchema, FieldSchema, SchemaSet } from "../../schema/types.js";
+import { Checkpoint, readCheckpoint } from "./checkpoint.js";
 import { addOutcomes, emptyCounts, formatSummary, ProgressLine, type Counts, type ProgressOptions } from "./progress.js";
 import { RejectReport } from "./report.js";
 import { ImportRunner, ImportStopped } from "./runner.js";
@@ -25,9 +26,11 @@ and validates every value; the importer only carries them.
 Duplicate keys: rows with the same key are written in file order, each on top
 of the one before, so a later row updates what an earlier one wrote (a field
 someone else changed meanwhile still follows its conflict policy).
-Re-running is safe: each row's mutation id is made from the file's content and
-its line, so a re-run (after a crash, or a kill) sends the rows again but
-writes nothing twice; rows already written count as "already imported".
+Resuming: an interrupted import (crash, kill, server gone) leaves
+<file>.import-state; running the same command again skips the rows it had
+settled and continues. Whatever happens, nothing is written twice: each row's
+mutation id is made from the file's content and its line, so rows sent again
+(after the checkpoint, or with --restart) count as "already imported".
 Rejected rows are listed in <file>.rejected.jsonl (or --report PATH), one JSON
 object per row with its line number, key and reasons; the other rows are
 still imported. Exit status: 0 every row imported, 2 some rows rejected,
@@ -47,12 +50,16 @@ export interface ImportOptions {
   concurrency: number;
   source: string;
   importId?: string;
+  /** Ignore a saved checkpoint: send every row again. */
+  restart?: boolean;
   progressInterval: number;
 }
 
 export interface ImportSummary {
   counts: Counts;
   reportPath: string | null;
+  /** Line up to which an earlier run's checkpoint let this run skip rows (0: none). */
+  resumedAfter: number;
   elapsedMs: number;
   /** Set when the import stopped before the end of the file. */
   stopped: string | null;
@@ -77,6 +84,7 @@ function resolveTarget(schemas: SchemaSet, o: ImportOptions, importId: string): 
   return {
     collection,
     key,
+    required: [...collection.fields.values()].filter((f) => f.required && f.name !== key.name).map((f) => f.name),
     defaultPhoneRegion: schemas.defaultPhoneRegion,
     source: o.source,
     device: "deltamesh-import",
@@ -100,14 +108,21 @@ export async function runImport(o: ImportOptions, progressOut: ProgressOptions["
   const source = await loadFileConfigSource(o.config ?? DEFAULT_CONFIG_PATH);
   const schemas = source.current().schemas;
   await source.close();
-  const target = resolveTarget(schemas, o, o.importId ?? (await fileId(o.file)));
+  const importId = o.importId ?? (await fileId(o.file));
+  const target = resolveTarget(schemas, o, importId);
   if (format === "csv") await checkCsvColumns(o.file, target);
+  const signature = JSON.stringify([importId, target.collection.name, target.key.name, target.source]);
+  const statePath = `${o.file}.import-state`;
+  const resume = o.restart ? null : readCheckpoint(statePath, signature);
+  const resumedAfter = resume?.settledThrough ?? 0;
+  if (resumedAfter > 0) progressOut.write(`resuming after line ${resumedAfter}: the rows up to it were settled by an earlier run\n`);
 
   const client = createImportWriteClient(o.server, {
     ...(o.tenant ? { "x-deltamesh-tenant": o.tenant } : {}),
     ...(o.as ? { "x-deltamesh-subject": o.as } : {}),
   });
-  const report = await RejectReport.open(o.report ?? `${o.file}.rejected.jsonl`);
+  const report = RejectReport.open(o.report ?? `${o.file}.rejected.jsonl`, resume ? resumedAfter : null);
+  const checkpoint = Checkpoint.open(statePath, signature, resume);
   const counts = emptyCounts();
   const rows = openRows(o.file, format);
   const progress = new ProgressLine({
@@ -123,29 +138,42 @@ export async function runImport(o: ImportOptions, progressOut: ProgressOptions["
     concurrency: o.concurrency,
     onOutcomes(outcomes) {
       addOutcomes(counts, outcomes);
-      for (const out of outcomes) if (out.rejection) report.add({ line: out.line, key: out.keyText, ...out.rejection });
+      report.add(outcomes.flatMap((out) => (out.rejection ? [{ line: out.line, key: out.keyText, ...out.rejection }] : [])));
+      checkpoint.written(outcomes.flatMap((out) => (out.written ? [out.written] : [])));
+      // After the entries above: a settled mark covers only what is already on disk.
+      checkpoint.settled(runner.settledThrough());
     },
   });
+  if (resume) runner.seedVersions(resume.versions);
 
   let stopped: string | null = null;
+  let finished = false;
   progress.begin();
   try {
     for await (const row of rows.rows) {
+      if (row.line <= resumedAfter) {
+        counts.skipped++;
+        continue;
+      }
       await runner.add(
         "error" in row ? { line: row.line, keyText: "", rejected: { reason: "UNREADABLE_ROW", message: row.error } } : prepareRow(target, row.line, row.values),
       );
     }
     await runner.finish();
+    finished = true;
   } catch (e) {
     if (!(e instanceof ImportStopped)) throw e;
     stopped = e.message;
     await runner.drain();
   } finally {
+    // Kept when the import did not finish: the next run resumes from it.
+    if (finished) checkpoint.remove();
+    else checkpoint.close();
     progress.end();
     client.close();
-    await report.close(stopped === null);
+    report.close(stopped === null);
   }
-  return { counts, reportPath: report.rejected > 0 ? report.path : null, elapsedMs: progress.elapsedMs, stopped };
+  return { counts, reportPath: report.rejected > 0 ? report.path : null, resumedAfter, elapsedMs: progress.elapsedMs, stopped };
 }
 
 function positive(max: number) {
@@ -168,6 +196,7 @@ export function importCommand(cmd: Command): Command {
     .option("--concurrency <n>", "calls in flight", positive(64), 4)
     .option("--source <name>", "source system the rows come from (conflict policies rank it)", "import")
     .option("--import-id <id>", "names this import in mutation ids (default: a hash of the file's content)")
+    .option("--restart", "ignore the checkpoint of an interrupted run and send every row again (still written once)")
     .option("--progress-interval <seconds>", "seconds between progress lines when stderr is not a terminal", Number, 5)
     .addHelpText("after", IMPORT_HELP)
     .action(async (file: string, flags: Omit<ImportOptions, "file">) => {
@@ -178,6 +207,6 @@ export function importCommand(cmd: Command): Command {
         process.stderr.write(`deltamesh import stopped: ${summary.stopped}\nre-run the same command to finish; rows already written are not written twice\n`);
         process.exit(1);
       }
-      process.exit(summary.counts.rejected > 0 ? 2 : 0);
+      process.exit(summary.reportPath ? 2 : 0);
     });
 }

@@ -3,12 +3,17 @@
 // a second; into a pipe or a log a plain line is written every interval.
 import type { RowOutcome, RowStatus } from "./runner.js";
 
-export type Counts = Record<RowStatus, number> & { review: number };
+export type Counts = Record<RowStatus, number> & {
+  review: number;
+  /** Rows an earlier run settled, skipped by this one (resuming). */
+  skipped: number;
+};
 
 export function emptyCounts(): Counts {
-  return { created: 0, updated: 0, unchanged: 0, replayed: 0, rejected: 0, review: 0 };
+  return { created: 0, updated: 0, unchanged: 0, replayed: 0, rejected: 0, review: 0, skipped: 0 };
 }
 
+/** Rows this run settled (skipped rows not included). */
 export function settledRows(c: Counts): number {
   return c.created + c.updated + c.unchanged + c.replayed + c.rejected;
 }
@@ -53,7 +58,8 @@ export function formatSummary(c: Counts, elapsedMs: number): string {
     `${num(c.rejected)} rejected`,
   ];
   const review = c.review > 0 ? `; ${num(c.review)} rows left a field for review` : "";
-  return `${num(rows)} rows in ${formatDuration(seconds)} (${num(seconds > 0 ? rows / seconds : 0)} rows/s): ${parts.join(", ")}${review}`;
+  const skipped = c.skipped > 0 ? `; ${num(c.skipped)} rows before were done by an earlier run` : "";
+  return `${num(rows)} rows in ${formatDuration(seconds)} (${num(seconds > 0 ? rows / seconds : 0)} rows/s): ${parts.join(", ")}${review}${skipped}`;
 }
 
 export interface ProgressOptions {

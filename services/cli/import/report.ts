@@ -1,10 +1,9 @@
 // The rejected-rows report: one JSON object per line, each naming the file
-// line, the row's key and why the server (or the importer) refused it. Written
-// as rows settle, so a killed import still leaves what it found; sorted by
-// line once the import completes. A run starts its report afresh: a re-run
-// sends every row again, so it finds every bad row again.
-import { createWriteStream, type WriteStream } from "node:fs";
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+// line, the row's key and why the server (or the importer) refused it.
+// Entries are written synchronously as rows settle, so a killed import keeps
+// what it found; a resumed import keeps the entries of the rows it skips and
+// finds the others again. Sorted by line once the import completes.
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import type { RowRejection } from "./failures.js";
 
 export interface ReportEntry extends RowRejection {
@@ -12,42 +11,56 @@ export interface ReportEntry extends RowRejection {
   key: string;
 }
 
-export class RejectReport {
-  private count = 0;
+function readEntries(path: string): { line: number; text: string }[] {
+  if (!existsSync(path)) return [];
+  const out: { line: number; text: string }[] = [];
+  for (const text of readFileSync(path, "utf8").split("\n")) {
+    try {
+      const line = (JSON.parse(text) as Partial<ReportEntry>).line;
+      if (typeof line === "number") out.push({ line, text });
+    } catch {
+      // An entry torn by a crash belongs to a row that was not marked settled: it is found again.
+    }
+  }
+  return out;
+}
 
+export class RejectReport {
   private constructor(
     readonly path: string,
-    private readonly stream: WriteStream,
+    private readonly fd: number,
+    private count: number,
   ) {}
 
-  static async open(path: string): Promise<RejectReport> {
-    const stream = createWriteStream(path, { flags: "w" });
-    await new Promise<void>((resolve, reject) => stream.once("open", () => resolve()).once("error", reject));
-    return new RejectReport(path, stream);
+  /** A new report; when resuming, the entries of rows up to `keepThrough` are kept. */
+  static open(path: string, keepThrough: number | null): RejectReport {
+    const kept = keepThrough === null ? [] : readEntries(path).filter((e) => e.line <= keepThrough);
+    writeFileSync(path, kept.map((e) => e.text + "\n").join(""));
+    return new RejectReport(path, openSync(path, "a"), kept.length);
   }
 
+  /** Rejected rows so far, kept ones included. */
   get rejected(): number {
     return this.count;
   }
 
-  add(entry: ReportEntry): void {
-    this.count++;
-    this.stream.write(JSON.stringify(entry) + "\n");
+  add(entries: readonly ReportEntry[]): void {
+    if (entries.length === 0) return;
+    this.count += entries.length;
+    writeSync(this.fd, entries.map((e) => JSON.stringify(e) + "\n").join(""));
   }
 
-  /** Flushes; sorts the entries by line when `sort`; removes the file when nothing was rejected. */
-  async close(sort: boolean): Promise<void> {
-    await new Promise<void>((resolve, reject) => this.stream.end((e?: Error | null) => (e ? reject(e) : resolve())));
+  /** Closes; sorts by line when `sort`; removes the file when nothing was rejected. */
+  close(sort: boolean): void {
+    closeSync(this.fd);
     if (this.count === 0) {
-      await rm(this.path, { force: true });
+      rmSync(this.path, { force: true });
       return;
     }
     if (!sort) return;
-    const lines = (await readFile(this.path, "utf8")).split("\n").filter(Boolean);
-    const entries = lines.map((l) => ({ line: (JSON.parse(l) as ReportEntry).line, text: l }));
-    entries.sort((a, b) => a.line - b.line);
+    const entries = readEntries(this.path).sort((a, b) => a.line - b.line);
     const tmp = `${this.path}.sorting`;
-    await writeFile(tmp, entries.map((e) => e.text).join("\n") + "\n");
-    await rename(tmp, this.path);
+    writeFileSync(tmp, entries.map((e) => e.text + "\n").join(""));
+    renameSync(tmp, this.path);
   }
 }

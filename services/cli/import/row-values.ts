@@ -79,6 +79,8 @@ export interface ImportTarget {
   collection: CollectionSchema;
   /** The identity field rows are upserted by. */
   key: FieldSchema;
+  /** Required fields other than the key (a new record must get them). */
+  required: string[];
   defaultPhoneRegion: string;
   source: string;
   device: string;
@@ -93,6 +95,12 @@ export type PreparedRow =
       orderKey: string;
       keyText: string;
       mutation: ImportMutation;
+      /**
+       * The row lacks a required field, so the server refuses it if it would
+       * create the record. Only the server knows; the importer just sends such
+       * rows in small batches, where a refusal costs little.
+       */
+      risky: boolean;
     }
   | { line: number; keyText: string; rejected: { reason: string; message: string } };
 
@@ -124,9 +132,11 @@ export function prepareRow(t: ImportTarget, line: number, values: RowValues): Pr
     if (v === null) clear.push(name);
     else set.push([name, importValue(t.collection.fields.get(name), v)]);
   }
+  const given = new Set(set.map(([name]) => name));
   return {
     line,
     keyText,
+    risky: t.required.some((f) => !given.has(f)),
     orderKey: orderKeyOf(t.key, keyText, t.defaultPhoneRegion),
     mutation: {
       collection: t.collection.name,

@@ -31,7 +31,7 @@ function chunks(file: string, counter: { bytes: number }): AsyncIterable<string>
   return {
     async *[Symbol.asyncIterator]() {
       const decoder = new StringDecoder("utf8");
-      for await (const buf of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+      for await (const buf of createReadStream(file, { highWaterMark: 1 << 16 }) as AsyncIterable<Buffer>) {
         counter.bytes += buf.length;
         yield decoder.write(buf);
       }

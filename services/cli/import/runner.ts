@@ -18,12 +18,20 @@ import type { ImportMutation, ResultSummary } from "./wire.js";
 
 type ReadyRow = Extract<PreparedRow, { mutation: unknown }>;
 
+interface Lane {
+  rows: ReadyRow[];
+  keys: Set<string>;
+  size: number;
+}
+
 export type RowStatus = "created" | "updated" | "unchanged" | "replayed" | "rejected";
 
 export interface RowOutcome {
   line: number;
   keyText: string;
   status: RowStatus;
+  /** Written rows: the key as ordered and the record version the row left (for resuming). */
+  written?: { orderKey: string; version: bigint };
   /** Some field of the row now waits in a review ticket (manual_review policy). */
   review?: boolean;
   rejection?: RowRejection;
@@ -35,6 +43,12 @@ export interface RunnerOptions {
   /** The identity field rows are upserted by (names the key in reports). */
   keyField: string;
   batchSize: number;
+  /**
+   * Batch size for rows marked `risky` (default 16). The server applies a
+   * request's mutations until the first that fails, so one refused row costs
+   * its batch a round trip; rows likely to be refused travel in small batches.
+   */
+  riskyBatchSize?: number;
   concurrency: number;
   onOutcomes: (outcomes: RowOutcome[]) => void;
   /** Attempts for a request that fails for server or network reasons (default 8). */
@@ -54,19 +68,25 @@ const SPLIT_BELOW = 16;
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export function outcomeOf(row: { line: number; keyText: string }, r: ResultSummary): RowOutcome {
+export function outcomeOf(row: { line: number; keyText: string; orderKey: string }, r: ResultSummary): RowOutcome {
   const review = r.fieldStatuses.includes(FieldOutcome_Status.QUEUED_FOR_REVIEW);
   let status: RowStatus = "updated";
   if (r.replayed) status = "replayed";
   else if (r.created) status = "created";
   else if (r.fieldStatuses.every((st) => st === FieldOutcome_Status.UNCHANGED)) status = "unchanged";
-  return { line: row.line, keyText: row.keyText, status, ...(review ? { review } : {}) };
+  return { line: row.line, keyText: row.keyText, status, written: { orderKey: row.orderKey, version: r.version }, ...(review ? { review } : {}) };
 }
 
 export class ImportRunner {
-  private open: ReadyRow[] = [];
-  private openKeys = new Set<string>();
-  private readonly inflight = new Set<Promise<void>>();
+  /** Rows waiting to be sent: ordinary ones, and small batches of rows likely to be refused. */
+  private readonly lanes: Record<"normal" | "risky", Lane>;
+  /** Requests in flight -> the first file line they hold. */
+  private readonly inflight = new Map<Promise<void>, number>();
+  /** The last line given to add(), and the line add() is still placing (waiting for room or order). */
+  private lastLine = 0;
+  private placing: number | null = null;
+  /** The first line of a request abandoned when the import stopped: it never settles. */
+  private abandonedFrom = Infinity;
   /** Key -> the in-flight batch holding its latest row. */
   private readonly keyBatch = new Map<string, Promise<void>>();
   /** Key -> the record version the key's latest written row produced. */
@@ -80,58 +100,81 @@ export class ImportRunner {
     this.attempts = opts.attempts ?? 8;
     this.retryDelayMs = opts.retryDelayMs ?? 200;
     this.sleep = opts.sleep ?? defaultSleep;
+    this.lanes = {
+      normal: { rows: [], keys: new Set(), size: opts.batchSize },
+      risky: { rows: [], keys: new Set(), size: Math.min(opts.batchSize, opts.riskyBatchSize ?? 16) },
+    };
   }
 
-  /** Queues a row. Call one at a time (await each): it waits for room and for the key's earlier rows. */
+  /** Versions rows of an earlier run left (resuming): later rows of those keys are based on them. */
+  seedVersions(versions: Iterable<[string, bigint]>): void {
+    for (const [k, v] of versions) this.versions.set(k, v);
+  }
+
+  /** Every row up to this file line has settled (written or rejected); rows after it may not have. */
+  settledThrough(): number {
+    let floor = Math.min(this.placing ?? Infinity, this.abandonedFrom);
+    for (const lane of Object.values(this.lanes)) if (lane.rows.length > 0) floor = Math.min(floor, lane.rows[0]!.line);
+    for (const first of this.inflight.values()) floor = Math.min(floor, first);
+    return floor === Infinity ? this.lastLine : floor - 1;
+  }
+
+  /** Queues a row. Call one at a time (await each), in file order: it waits for room and for the key's earlier rows. */
   async add(row: PreparedRow): Promise<void> {
     this.throwIfStopped();
+    this.lastLine = row.line;
     if ("rejected" in row) {
       const rejection: RowRejection = { code: "IMPORT", reason: row.rejected.reason, message: row.rejected.message, violations: [] };
       this.opts.onOutcomes([{ line: row.line, keyText: row.keyText, status: "rejected", rejection }]);
       return;
     }
-    if (this.openKeys.has(row.orderKey)) await this.flush();
+    this.placing = row.line;
+    for (const lane of Object.values(this.lanes)) if (lane.keys.has(row.orderKey)) await this.flush(lane);
     const earlier = this.keyBatch.get(row.orderKey);
     if (earlier) await earlier;
     this.throwIfStopped();
+    this.placing = null;
     const base = this.versions.get(row.orderKey);
     if (base !== undefined) row.mutation.baseVersion = base;
-    this.open.push(row);
-    this.openKeys.add(row.orderKey);
-    if (this.open.length >= this.opts.batchSize) await this.flush();
+    const lane = row.risky ? this.lanes.risky : this.lanes.normal;
+    lane.rows.push(row);
+    lane.keys.add(row.orderKey);
+    if (lane.rows.length >= lane.size) await this.flush(lane);
   }
 
   /** Sends what is queued and waits until every row has settled. Throws ImportStopped if the import stopped. */
   async finish(): Promise<void> {
-    if (!this.stopped) await this.flush();
+    if (!this.stopped) for (const lane of Object.values(this.lanes)) await this.flush(lane);
     await this.drain();
     this.throwIfStopped();
   }
 
   /** Waits for the requests in flight, whatever their outcome. */
   async drain(): Promise<void> {
-    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.keys()]);
   }
 
   private throwIfStopped(): void {
     if (this.stopped) throw this.stopped;
   }
 
-  private async flush(): Promise<void> {
-    if (this.open.length === 0) return;
-    const rows = this.open;
-    this.open = [];
-    this.openKeys = new Set();
-    while (this.inflight.size >= this.opts.concurrency) await Promise.race(this.inflight);
+  private async flush(lane: Lane): Promise<void> {
+    if (lane.rows.length === 0) return;
+    // Wait for room first: until they are in flight, the rows stay in the lane, so settledThrough() counts them.
+    while (this.inflight.size >= this.opts.concurrency) await Promise.race(this.inflight.keys());
+    const rows = lane.rows;
+    lane.rows = [];
+    lane.keys = new Set();
     const done: Promise<void> = this.settle(rows)
       .catch((e: unknown) => {
         this.stopped ??= e instanceof ImportStopped ? e : new ImportStopped(e instanceof Error ? e.message : String(e));
+        this.abandonedFrom = Math.min(this.abandonedFrom, rows[0]!.line);
       })
       .finally(() => {
         this.inflight.delete(done);
         for (const r of rows) if (this.keyBatch.get(r.orderKey) === done) this.keyBatch.delete(r.orderKey);
       });
-    this.inflight.add(done);
+    this.inflight.set(done, rows[0]!.line);
     for (const r of rows) this.keyBatch.set(r.orderKey, done);
   }
 

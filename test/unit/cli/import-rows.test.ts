@@ -30,6 +30,7 @@ const field = (name: string) => customers.fields.get(name)!;
 const target: ImportTarget = {
   collection: customers,
   key: field("erp_id"),
+  required: ["name"],
   defaultPhoneRegion: "CN",
   source: "erp",
   device: "deltamesh-import",
@@ -78,6 +79,7 @@ describe("import rows as mutations", () => {
       line: 12,
       keyText: " E1 ",
       orderKey: "E1",
+      risky: false,
       mutation: {
         collection: "customers",
         keyField: "erp_id",
@@ -93,6 +95,11 @@ describe("import rows as mutations", () => {
         device: "deltamesh-import",
       },
     });
+  });
+
+  it("marks a row without a required field as likely to be refused (it is, if it creates the record)", () => {
+    expect(prepareRow(target, 5, { erp_id: "E1", visits: "3" })).toMatchObject({ risky: true });
+    expect(prepareRow(target, 6, { erp_id: "E1", name: null })).toMatchObject({ risky: true });
   });
 
   it("rejects a row without a key before sending it", () => {

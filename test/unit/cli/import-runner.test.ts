@@ -33,14 +33,20 @@ class FakeRecords {
   inflight = 0;
   maxInflight = 0;
   calls = 0;
+  /** Per call: how many of its mutations name no `name`. */
+  readonly requests: { size: number; nameless: number }[] = [];
   failNext: ConnectError[] = [];
+  /** The call writing this key waits for it. */
+  hold: { key: string; until: Promise<void> } | null = null;
 
   write = async (ms: ImportMutation[]): Promise<ResultSummary[]> => {
     this.calls++;
+    this.requests.push({ size: ms.length, nameless: ms.filter((m) => !text(m, "name")).length });
     this.inflight++;
     this.maxInflight = Math.max(this.maxInflight, this.inflight);
     try {
       await new Promise((r) => setTimeout(r, Math.random() * 3));
+      if (this.hold && ms.some((m) => m.keyValue.case === "stringValue" && m.keyValue.value === this.hold!.key)) await this.hold.until;
       const injected = this.failNext.shift();
       if (injected) throw injected;
       if (ms.some((m) => text(m, "name") === "boom")) throw new ConnectError("something in there is wrong", Code.InvalidArgument);
@@ -56,6 +62,11 @@ class FakeRecords {
         if (earlier) return results.push({ ...earlier, replayed: true });
         const key = m.keyValue.case === "stringValue" ? m.keyValue.value : "";
         const current = staged.get(key);
+        if (text(m, "name") === "taken") {
+          throw rpcError(Code.AlreadyExists, "IDENTITY_KEY_TAKEN", { mutation_index: String(i) }, [
+            { field: `mutations[${i}].set.phone`, reason: "IDENTITY_KEY_TAKEN", description: "held by record r0" },
+          ]);
+        }
         if (current === undefined && !text(m, "name")) {
           throw rpcError(Code.InvalidArgument, "REQUIRED_FIELD_MISSING", { mutation_index: String(i) }, [
             { field: `mutations[${i}].set.name`, reason: "REQUIRED", description: "name is required in customers" },
@@ -81,6 +92,7 @@ function row(line: number, key: string, fields: Record<string, string>): Prepare
     line,
     keyText: key,
     orderKey: key,
+    risky: !fields.name,
     mutation: {
       collection: "customers",
       keyField: "erp_id",
@@ -143,14 +155,24 @@ describe("import runner", () => {
 
   it("isolates rows refused while applying, one failure at a time, and writes all others", async () => {
     const server = new FakeRecords();
-    const rows = Array.from({ length: 60 }, (_, i) => row(i + 2, `K${i}`, i % 7 === 3 ? {} : { name: `n${i}` }));
+    const rows = Array.from({ length: 60 }, (_, i) => row(i + 2, `K${i}`, { name: i % 7 === 3 ? "taken" : `n${i}` }));
     const outcomes = await runAll(server, rows, { batchSize: 30 });
     const bad = rows.filter((_, i) => i % 7 === 3).map((r) => r.line);
     expect(outcomes.filter((o) => o.status === "rejected").map((o) => o.line)).toEqual(bad);
-    expect(outcomes.filter((o) => o.status === "rejected").every((o) => o.rejection?.reason === "REQUIRED_FIELD_MISSING")).toBe(true);
+    expect(outcomes.filter((o) => o.status === "rejected").every((o) => o.rejection?.reason === "IDENTITY_KEY_TAKEN")).toBe(true);
     expect(outcomes).toHaveLength(60);
     expect(server.records.size).toBe(60 - bad.length);
     expect(server.log).toHaveLength(60 - bad.length);
+  });
+
+  it("sends rows likely to be refused in small batches of their own", async () => {
+    const server = new FakeRecords();
+    const rows = Array.from({ length: 200 }, (_, i) => row(i + 2, `K${i}`, i % 10 === 3 ? { level: "x" } : { name: `n${i}` }));
+    const outcomes = await runAll(server, rows, { batchSize: 100 });
+    expect(outcomes.filter((o) => o.status === "rejected").every((o) => o.rejection?.reason === "REQUIRED_FIELD_MISSING")).toBe(true);
+    expect(outcomes.filter((o) => o.status === "rejected")).toHaveLength(20);
+    expect(server.requests.filter((r) => r.nameless > 0).every((r) => r.size === r.nameless && r.size <= 16)).toBe(true);
+    expect(server.requests.filter((r) => r.nameless === 0).map((r) => r.size)).toEqual([100, 80]);
   });
 
   it("halves a refused request whose error names no row until the bad row stands alone", async () => {
@@ -205,6 +227,47 @@ describe("import runner", () => {
     await expect(attempt()).rejects.toThrow(ImportStopped);
     await expect(attempt()).rejects.toThrow(/COLLECTION_NOT_FOUND/);
     expect(outcomes.some((o) => o.status === "rejected")).toBe(false);
+  });
+});
+
+describe("import runner progress marks", () => {
+  const runner = (server: FakeRecords) =>
+    new ImportRunner({ write: server.write, keyField: "erp_id", batchSize: 4, concurrency: 3, onOutcomes: () => undefined });
+
+  it("says how far rows have settled, never past a row still in flight", async () => {
+    const server = new FakeRecords();
+    let release!: () => void;
+    server.hold = { key: "E5", until: new Promise((r) => (release = r)) };
+    const r = runner(server);
+    for (const row of valid(12)) await r.add(row); // lines 2..13; E5 (line 7) is in the second batch
+    await expect.poll(() => server.records.size).toBe(8);
+    expect(r.settledThrough()).toBe(5);
+    release();
+    await r.finish();
+    expect(r.settledThrough()).toBe(13);
+  });
+
+  it("never passes a request abandoned when the import stopped", async () => {
+    const server = new FakeRecords();
+    let release!: () => void;
+    server.hold = { key: "E1", until: new Promise((r) => (release = r)) };
+    server.failNext = [new ConnectError("nope", Code.Unauthenticated)];
+    const r = runner(server);
+    for (const row of valid(8)) await r.add(row); // lines 2..5 held, 6..9 refused
+    await expect.poll(() => server.failNext.length).toBe(0);
+    release();
+    await expect(r.finish()).rejects.toThrow(ImportStopped);
+    expect(server.records.size).toBe(4);
+    expect(r.settledThrough()).toBe(5);
+  });
+
+  it("bases the first row of a key on the version an earlier run left", async () => {
+    const server = new FakeRecords();
+    const r = runner(server);
+    r.seedVersions([["A", 5n]]);
+    await r.add(row(9, "A", { name: "again" }));
+    await r.finish();
+    expect(server.log).toEqual([{ key: "A", base: 5n, name: "again" }]);
   });
 });
 
