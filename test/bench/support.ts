@@ -50,6 +50,8 @@ const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface BenchServer {
   databaseUrl: string;
+  /** The PostgreSQL data folder (its postmaster.pid names the server process). */
+  postgresDataDir: string;
   grpcAddress: string;
   process: ChildProcess;
   recordClient(): ReturnType<typeof createGrpcJsClient<typeof RecordService>>;
@@ -79,6 +81,7 @@ export async function startBenchServer(ctx: BenchContext, extraArgs: string[] = 
   const clients: { close(): void }[] = [];
   return {
     databaseUrl: pg.url,
+    postgresDataDir: path.join(dataDir, "pg"),
     grpcAddress,
     process: child,
     recordClient() {
