@@ -11,6 +11,7 @@ import { migrate } from "../store/migrate.js";
 import pg from "pg";
 import { addClusterCommands } from "./cluster-commands.js";
 import { connectRecords, parseAssignments, printRecord, refFor } from "./record-commands.js";
+import { importCommand } from "./import/command.js";
 
 const program = new Command()
   .name("deltamesh")
@@ -220,6 +221,7 @@ clientOptions(program.command("list <collection>").description("list records, op
   });
 
 addClusterCommands(program, process.env.DELTAMESH_SERVER ?? "127.0.0.1:50051");
+importCommand(clientOptions(program.command("import <file>")));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as { code?: unknown; rawMessage?: string; message?: string };

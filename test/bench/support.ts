@@ -1,7 +1,6 @@
 // Shared pieces of the benchmarks: a closed-loop load generator, percentiles,
 // and a deltamesh server in its own process on an fsync-on PostgreSQL.
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -10,6 +9,7 @@ import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
 import { startEmbeddedPostgres } from "../../services/store/embedded-postgres.js";
 import { createGrpcJsClient } from "../../services/platform/transport/grpc-client.js";
 import type { BenchContext } from "./run.js";
+import { treeCpuMs } from "./cpu.js";
 
 export interface LoopResult {
   unitsPerSecond: number;
@@ -56,8 +56,8 @@ export interface BenchServer {
   grpcAddress: string;
   process: ChildProcess;
   recordClient(): ReturnType<typeof createGrpcJsClient<typeof RecordService>>;
-  /** Stops server and database; resolves with the server process's CPU seconds (null where /proc is missing). */
-  stop(): Promise<number | null>;
+  /** Stops server and database; resolves with the server process's CPU seconds. */
+  stop(): Promise<number>;
 }
 
 /** PostgreSQL with fsync on (a real durability baseline) and a server process on it. */
@@ -96,7 +96,7 @@ export async function startBenchServer(ctx: BenchContext, extraArgs: string[] = 
     },
     async stop() {
       for (const c of clients) c.close();
-      const cpu = processCpuSeconds(child.pid!);
+      const cpu = treeCpuMs(child.pid!) / 1000;
       child.kill("SIGTERM");
       await new Promise((r) => child.once("exit", r));
       await pg.stop();
@@ -106,49 +106,3 @@ export async function startBenchServer(ctx: BenchContext, extraArgs: string[] = 
   };
 }
 
-/** User + system CPU seconds a live process has used so far (Linux /proc), or null. */
-export function processCpuSeconds(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * CPU seconds used by a process and all its descendants, live ones read from
- * /proc and exited, reaped ones from the reaper's child counters (PostgreSQL's
- * backends are children of the postmaster). Null where /proc is missing.
- */
-export function processTreeCpuSeconds(rootPid: number): number | null {
-  const stats = new Map<number, { ppid: number; ticks: number; childTicks: number }>();
-  try {
-    for (const entry of readdirSync("/proc")) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-        stats.set(Number(entry), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]) });
-      } catch {
-        // exited meanwhile
-      }
-    }
-  } catch {
-    return null;
-  }
-  const root = stats.get(rootPid);
-  if (!root) return null;
-  let ticks = root.ticks + root.childTicks;
-  const pending = [rootPid];
-  while (pending.length > 0) {
-    const parent = pending.pop()!;
-    for (const [pid, s] of stats) {
-      if (s.ppid !== parent) continue;
-      ticks += s.ticks + s.childTicks;
-      pending.push(pid);
-    }
-  }
-  return ticks / 100;
-}
