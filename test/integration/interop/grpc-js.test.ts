@@ -2,6 +2,7 @@
 // (none of our generated code) against a real node: the records scenario,
 // the standard health service, and a reflection listing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SERVED } from "../../../services/platform/server.js";
 import { runRecordsScenario } from "../../interop/grpc-js/scenario-records.js";
 import { createProtoLoaderClient, expectFailure, type Plain, type ProtoLoaderClient } from "../../interop/grpc-js/client.js";
 import type { RecordsObserved } from "../../interop/records-observed.js";
@@ -42,7 +43,7 @@ describe("grpc-js client from proto-loader", () => {
       { file_containing_symbol: "deltamesh.v1.RecordService" },
     ]);
     const services = ((listing!.list_services_response as Plain).service as Plain[]).map((s) => s.name).sort();
-    expect(services).toEqual(["deltamesh.v1.ConflictService", "deltamesh.v1.RecordService", "grpc.health.v1.Health"]);
+    expect(services).toEqual([...SERVED.map((svc) => svc.typeName), "grpc.health.v1.Health"].sort());
     const protos = (files!.file_descriptor_response as Plain).file_descriptor_proto as Buffer[];
     // A serialized FileDescriptorProto starts with field 1 (name): tag 0x0a, length, name.
     const names = protos.map((b) => b.subarray(2, 2 + b[1]!).toString());

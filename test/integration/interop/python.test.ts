@@ -5,6 +5,7 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SERVED } from "../../../services/platform/server.js";
 import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { generatePythonStubs, PYTHON_DIR, SYSTEM_PYTHON } from "../../interop/python/codegen.js";
 import { startTestNode, type TestNode } from "../../support/node.js";
@@ -66,7 +67,7 @@ describe("Python grpcio client", () => {
 
   it("loads every reflected descriptor into a strict pool and calls through it", () => {
     const i = observed.introspection;
-    expect(i.services).toEqual(["deltamesh.v1.ConflictService", "deltamesh.v1.RecordService", "grpc.health.v1.Health"]);
+    expect(i.services).toEqual([...SERVED.map((svc) => svc.typeName), "grpc.health.v1.Health"].sort());
     expect(i.files).toEqual(expect.arrayContaining(["deltamesh/v1/records.proto", "deltamesh/v1/types.proto", "google/protobuf/timestamp.proto"]));
     expect(i.record_fields_entry).toEqual({ name: "FieldsEntry", map_entry: true });
     expect(i.methods["deltamesh.v1.RecordService"]).toEqual(RecordService.methods.map((m) => m.name).sort());
