@@ -12,12 +12,16 @@
 import { createHash } from "node:crypto";
 import { DomainError, invalidArgument, isDomainError } from "../platform/errors.js";
 import { parseSchemaSet } from "../schema/load.js";
+import type { Policy } from "../access/policy.js";
+import { parsePolicy, POLICIES_SECTION } from "../access/policy-load.js";
 import type { SchemaSet } from "../schema/types.js";
 
 export interface ConfigSnapshot {
   /** Identifies the document (a short content hash for files; the etcd revision later). */
   revision: string;
   schemas: SchemaSet;
+  /** The compiled access policy (the `policies` section; absent: nobody may do anything). */
+  policy: Policy;
   /** The raw document, all sections, deep-frozen. */
   doc: Record<string, unknown>;
 }
@@ -72,7 +76,8 @@ export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
     );
   }
   const schemas = parseSchemaSet(doc);
-  return { revision, schemas, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
+  const policy = parsePolicy((doc as Record<string, unknown>)[POLICIES_SECTION], schemas, revision);
+  return { revision, schemas, policy, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
 }
 
 /** A short (12 hex digits) sha256 of a document's text. */
