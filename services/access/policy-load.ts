@@ -126,7 +126,11 @@ function parseGrant(role: string, index: number, raw: unknown, ctx: Ctx): Grant 
     }
   }
 
-  const readFields = parseFieldList(raw["read_fields"], `${id}.read_fields`, schemas, wildcard, report) ?? ALL;
+  const rawRead = raw["read_fields"];
+  if (Array.isArray(rawRead) && rawRead.length === 0) {
+    report(`${id}.read_fields`, "read_fields is empty: list the readable fields, or leave it out for every field");
+  }
+  const readFields = parseFieldList(rawRead, `${id}.read_fields`, schemas, wildcard, report) ?? ALL;
   const rawWrite = raw["write_fields"];
   const writeFields = parseFieldList(rawWrite, `${id}.write_fields`, schemas, wildcard, report) ?? new Set<string>();
   if (actions.has("write") && (rawWrite === undefined || rawWrite === null)) {

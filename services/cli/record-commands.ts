@@ -11,16 +11,19 @@ import type { CollectionSchema, FieldSchema, SchemaSet } from "../schema/types.j
 
 type ValueInit = MessageInitShape<typeof ValueSchema>;
 
-export async function connectRecords(flags: { server: string; config?: string; tenant?: string; as?: string }): Promise<{
+export async function connectRecords(flags: { server: string; config?: string; token?: string; tenant?: string; as?: string; roles?: string }): Promise<{
   client: Client<typeof RecordService>;
   schemas: SchemaSet;
 }> {
   const source = await loadFileConfigSource(flags.config ?? DEFAULT_CONFIG_PATH);
   const schemas = source.current().schemas;
   await source.close();
+  // A token for a real node; the identity headers only count on a development node.
   const identity: Interceptor = (next) => (req) => {
+    if (flags.token) req.header.set("authorization", `Bearer ${flags.token}`);
     if (flags.tenant) req.header.set("x-deltamesh-tenant", flags.tenant);
     if (flags.as) req.header.set("x-deltamesh-subject", flags.as);
+    if (flags.roles) req.header.set("x-deltamesh-roles", flags.roles);
     return next(req);
   };
   const baseUrl = flags.server.includes("://") ? flags.server : `http://${flags.server}`;

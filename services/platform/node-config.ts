@@ -2,6 +2,7 @@
 // it uses. Read from command-line flags, then DELTAMESH_* environment
 // variables, then defaults.
 import { DEFAULT_CONFIG_PATH } from "../config/file-source.js";
+import { resolveAuthSettings, type AuthSettings, type AuthSettingsInput } from "./auth/settings.js";
 
 export interface TlsFiles {
   certFile: string;
@@ -27,12 +28,14 @@ export interface NodeConfig {
   tls?: TlsFiles;
   /** How long SIGTERM waits for in-flight calls before closing them. */
   shutdownGraceMs: number;
-  /** Accept caller identity from x-deltamesh-* headers without verification. Development only. */
+  /** Accept unsigned dev tokens and x-deltamesh-* identity headers without verification. Development only. */
   insecureDevAuth: boolean;
+  /** Bearer-token verification, mask key, audit batching (./auth/settings.ts; DELTAMESH_JWT_*). */
+  auth: AuthSettings;
   logLevel: string;
 }
 
-export type NodeConfigInput = Partial<NodeConfig>;
+export type NodeConfigInput = Partial<Omit<NodeConfig, "auth">> & { auth?: AuthSettingsInput };
 
 const env = (name: string): string | undefined => {
   const v = process.env[`DELTAMESH_${name}`];
@@ -69,5 +72,6 @@ export function resolveNodeConfig(input: NodeConfigInput = {}): NodeConfig {
     shutdownGraceMs: intFrom(input.shutdownGraceMs ?? env("SHUTDOWN_GRACE_MS"), "shutdown grace") ?? 10_000,
     insecureDevAuth: input.insecureDevAuth ?? env("INSECURE_DEV_AUTH") === "true",
     logLevel: input.logLevel ?? env("LOG_LEVEL") ?? "info",
+    auth: resolveAuthSettings(input.auth),
   };
 }

@@ -4,7 +4,15 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { randomBytes } from "node:crypto";
+import { AccessService } from "../../gen/deltamesh/v1/access_pb.js";
 import { ConflictService } from "../../gen/deltamesh/v1/conflicts_pb.js";
+import { AccessControl } from "../access/control.js";
+import { AuditLog } from "../access/audit-log.js";
+import { createAccessService } from "../access/handlers.js";
+import { AuditStore } from "../store/audit-store.js";
+import { DEFAULT_TENANT } from "../records/model.js";
+import { createAuthenticator } from "./auth/authenticate.js";
 import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
 import { createConflictService } from "../conflicts/handlers.js";
 import { loadFileConfigSource } from "../config/file-source.js";
@@ -16,7 +24,6 @@ import { RecordStore } from "../store/record-store.js";
 import { HealthState } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import type { NodeConfig } from "./node-config.js";
-import { ANONYMOUS, principalKey } from "./principal.js";
 import { startGrpcServer, type GrpcTls } from "./transport/grpc-server.js";
 import { startWebServer } from "./transport/web-server.js";
 import type { RequestHook, ServedService } from "./transport/wrap.js";
@@ -33,25 +40,47 @@ export interface RunningNode {
 }
 
 /** The services every node hosts, by the name their health status uses. */
-export const SERVED: readonly DescService[] = [RecordService, ConflictService];
+export const SERVED: readonly DescService[] = [RecordService, ConflictService, AccessService];
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
   const config = await loadFileConfigSource(cfg.configFile, { watch: true });
   const health = new HealthState();
-  let ready: { store: RecordStore; pipeline: WritePipeline } | null = null;
+  let ready: { store: RecordStore; pipeline: WritePipeline; audit: AuditStore } | null = null;
 
   // Calls that arrive while the database is still starting get UNAVAILABLE, a
   // status every gRPC client retries; health says NOT_SERVING meanwhile.
   const readyGate: RequestHook = async () => {
     if (!ready) throw new ConnectError("the node is starting; retry shortly", Code.Unavailable);
   };
-  const devIdentity: RequestHook = async (ctx) => {
-    const subject = ctx.requestHeader.get("x-deltamesh-subject");
-    const tenant = ctx.requestHeader.get("x-deltamesh-tenant");
-    ctx.values.set(principalKey, { ...ANONYMOUS, subject: subject || ANONYMOUS.subject, tenant: tenant || ANONYMOUS.tenant });
-  };
-  const hooks: RequestHook[] = [readyGate, ...(cfg.insecureDevAuth ? [devIdentity] : [])];
-  if (cfg.insecureDevAuth) log.warn("INSECURE development auth: caller identity is taken from x-deltamesh-* headers unverified");
+  // Access: authentication before anything else (so an unauthenticated
+  // caller learns nothing, not even readiness), then enforcement per handler.
+  const audit = new AuditLog(() => ready?.audit ?? null, log, { flushMs: cfg.auth.auditFlushMs });
+  const access = new AccessControl(config, audit, maskHashKey(cfg, log));
+  const auth = await createAuthenticator({
+    settings: cfg.auth,
+    insecureDev: cfg.insecureDevAuth,
+    policy: () => config.current().policy,
+    log,
+    onFailure: (f) =>
+      audit.record({
+        tenant: DEFAULT_TENANT,
+        actor: "",
+        roles: [],
+        kind: "unauthenticated",
+        rpc: f.rpc,
+        collection: "",
+        recordIds: [],
+        fields: [],
+        reason: f.reason,
+        device: "",
+        deviceClass: "",
+        peer: f.peer,
+        details: {},
+      }),
+  });
+  checkAuthConfigured(cfg, auth.verifiesTokens, log);
+  if (config.current().policy.roles.size === 0) log.warn("the config has no policies section: every call will be refused (deny by default)");
+  const hooks: RequestHook[] = [auth.hook, readyGate];
 
   // Handlers reach the store and pipeline only once the database is ready
   // (the ready gate refuses calls before that).
@@ -62,11 +91,16 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     get pipeline() {
       return ready!.pipeline;
     },
+    get audit() {
+      return ready!.audit;
+    },
     config,
+    access,
   };
   const services: ServedService[] = [
     { service: RecordService, impl: createRecordService(deps) },
     { service: ConflictService, impl: createConflictService(deps) },
+    { service: AccessService, impl: createAccessService(deps) },
   ];
 
   const tls = cfg.tls ? await loadTls(cfg.tls) : undefined;
@@ -96,11 +130,12 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       url = embedded.url;
     }
     store = await RecordStore.open({ url });
-    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas) };
+    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas), audit: new AuditStore(store.pool) };
     health.setServing("", true);
     for (const s of SERVED) health.setServing(s.typeName, true);
     log.info({ configRevision: config.current().revision }, "ready");
   } catch (e) {
+    auth.close();
     await Promise.allSettled([grpc.shutdown(0), web?.shutdown(0), embedded?.stop(), config.close()]);
     throw e;
   }
@@ -119,6 +154,8 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
         log.info("shutting down: draining calls");
         await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs)]);
         await ready?.pipeline.drain();
+        auth.close();
+        await audit.close();
         await store.close();
         await embedded?.stop();
         await config.close();
@@ -136,4 +173,33 @@ async function loadTls(t: NonNullable<NodeConfig["tls"]>): Promise<GrpcTls> {
     rootCerts: t.caFile ? await readFile(t.caFile) : undefined,
     requireClientCert: t.requireClientCert,
   };
+}
+
+/**
+ * A serving node must be able to tell who calls: bearer tokens configured, or
+ * client certificates verified by a CA (mapped by the policy). Otherwise it
+ * refuses to start rather than refuse every call; only the explicit
+ * development mode runs without, and says so loudly.
+ */
+function checkAuthConfigured(cfg: NodeConfig, verifiesTokens: boolean, log: Logger): void {
+  if (cfg.insecureDevAuth) {
+    log.warn(
+      "INSECURE DEVELOPMENT AUTH: unsigned tokens and x-deltamesh-* headers are trusted, and calls without credentials act as a development identity " +
+        `with roles [${cfg.auth.devRoles.join(", ")}]. Never run this in production.`,
+    );
+    return;
+  }
+  if (!verifiesTokens && !cfg.tls?.caFile) {
+    throw new Error(
+      "no authentication configured: set DELTAMESH_JWT_ISSUER, DELTAMESH_JWT_AUDIENCE and DELTAMESH_JWT_JWKS_FILE (bearer tokens), " +
+        "or a client CA (DELTAMESH_TLS_CA, mTLS with policies.client_certificates); for local development only, --insecure-dev-auth",
+    );
+  }
+}
+
+/** The secret keying `hash` masks; without one, a random key (hashes then differ across nodes and restarts). */
+function maskHashKey(cfg: NodeConfig, log: Logger): Uint8Array {
+  if (cfg.auth.maskHashKey) return new TextEncoder().encode(cfg.auth.maskHashKey);
+  if (!cfg.insecureDevAuth) log.warn("DELTAMESH_MASK_HASH_KEY is not set: hash masks use a random key and are not stable across nodes or restarts");
+  return cfg.insecureDevAuth ? new TextEncoder().encode("deltamesh-development-mask-key") : randomBytes(32);
 }

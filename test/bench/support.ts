@@ -62,7 +62,7 @@ export async function startBenchServer(ctx: BenchContext, extraArgs: string[] = 
   const pg = await startEmbeddedPostgres({ dataDir: path.join(dataDir, "pg"), fsync: true });
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(REPO, "services/cli/main.ts"), "serve", "--database-url", pg.url, "--port", "0", "--no-web", ...extraArgs],
+    ["--import", "tsx", path.join(REPO, "services/cli/main.ts"), "serve", "--database-url", pg.url, "--port", "0", "--no-web", "--insecure-dev-auth", ...extraArgs],
     { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DELTAMESH_LOG_LEVEL: "warn" } },
   );
   child.stderr!.on("data", (d: Buffer) => ctx.log(`[server] ${d.toString().trimEnd()}`));

@@ -240,7 +240,7 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     expect(all.map((c) => c.device)).toEqual(["phone-7", "erp-1", "pc-2"]);
     expect(Object.keys(all[0]!.set).sort()).toEqual(["name", "region"]);
     expect(all[2]!.cleared).toEqual(["visits"]);
-    expect(all.every((c) => c.actor === "anonymous")).toBe(true);
+    expect(all.every((c) => c.actor === "tester")).toBe(true); // the authenticated subject of the test token
     expect(rest.nextPageToken).toBe("");
   });
 });
