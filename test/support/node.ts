@@ -10,7 +10,7 @@ import { createClient, type Client, type Interceptor } from "@connectrpc/connect
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { startNode, type RunningNode } from "../../services/platform/server.js";
 import { resolveNodeConfig, type NodeConfigInput } from "../../services/platform/node-config.js";
-import { createLogger } from "../../services/platform/logger.js";
+import { createLogger, type Logger } from "../../services/platform/logger.js";
 import { createGrpcJsClient, type GrpcJsClient } from "../../services/platform/transport/grpc-client.js";
 import { testDatabaseUrl } from "./env.js";
 import { signTestToken, testJwks, TEST_AUDIENCE, TEST_ISSUER } from "./tokens.js";
@@ -54,7 +54,12 @@ export function identityHeaders(id: Identity): Record<string, string> {
   return { authorization: `Bearer ${token}` };
 }
 
-export async function startTestNode(overrides: NodeConfigInput = {}): Promise<TestNode> {
+export interface TestNodeOptions {
+  /** Where the node logs (default: silent, or DELTAMESH_TEST_LOG's level on stderr). */
+  log?: Logger;
+}
+
+export async function startTestNode(overrides: NodeConfigInput = {}, opts: TestNodeOptions = {}): Promise<TestNode> {
   const cfg = resolveNodeConfig({
     grpcPort: 0,
     webPort: 0,
@@ -64,7 +69,7 @@ export async function startTestNode(overrides: NodeConfigInput = {}): Promise<Te
     databaseUrl: overrides.databaseUrl ?? (await testDatabaseUrl()),
     ...overrides,
   });
-  const node = await startNode(cfg, createLogger(process.env.DELTAMESH_TEST_LOG ?? "silent"));
+  const node = await startNode(cfg, opts.log ?? createLogger(process.env.DELTAMESH_TEST_LOG ?? "silent"));
   const grpcAddress = `127.0.0.1:${node.grpcPort}`;
   const webUrl = `http://127.0.0.1:${node.webPort}`;
   const closers: (() => void)[] = [];
