@@ -62,7 +62,7 @@ export async function createAuthenticator(o: AuthenticatorOptions): Promise<Auth
     subject: h.get("x-deltamesh-subject") || DEV_SUBJECT,
     tenant: h.get("x-deltamesh-tenant") || DEFAULT_TENANT,
     roles: splitList(h.get("x-deltamesh-roles")) ?? [...o.settings.devRoles],
-    attributes: parseAttributes(h.get("x-deltamesh-attributes")),
+    attributes: parseDevAttributes(h.get("x-deltamesh-attributes")),
   });
 
   const hook: RequestHook = async (ctx) => {
@@ -126,7 +126,7 @@ function splitList(v: string | null): string[] | undefined {
  * `regions=[east_china]; device_class=mobile` (development headers only): a
  * value in brackets or with commas is a list, any other a string.
  */
-function parseAttributes(v: string | null): Record<string, string | string[]> {
+export function parseDevAttributes(v: string | null): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const part of (v ?? "").split(";")) {
     const eq = part.indexOf("=");
