@@ -162,7 +162,8 @@ function clientOptions(cmd: Command): Command {
     .option("--token <jwt>", "bearer token (or DELTAMESH_TOKEN)", process.env.DELTAMESH_TOKEN)
     .option("--tenant <tenant>", "tenant (dev auth)")
     .option("--as <subject>", "caller subject (dev auth)")
-    .option("--roles <role,...>", "caller roles (dev auth; default: the dev node's, admin)");
+    .option("--roles <role,...>", "caller roles (dev auth; default: the dev node's, admin)")
+    .option("--attributes <attrs>", 'caller attributes (dev auth), e.g. "regions=[east_china]; device_class=mobile"');
 }
 
 interface ClientFlags {
@@ -172,6 +173,7 @@ interface ClientFlags {
   tenant?: string;
   as?: string;
   roles?: string;
+  attributes?: string;
 }
 
 clientOptions(program.command("get <collection> [id]").description("print one record, by id or --key field=value"))

@@ -11,7 +11,7 @@ import type { CollectionSchema, FieldSchema, SchemaSet } from "../schema/types.j
 
 type ValueInit = MessageInitShape<typeof ValueSchema>;
 
-export async function connectRecords(flags: { server: string; config?: string; token?: string; tenant?: string; as?: string; roles?: string }): Promise<{
+export async function connectRecords(flags: { server: string; config?: string; token?: string; tenant?: string; as?: string; roles?: string; attributes?: string }): Promise<{
   client: Client<typeof RecordService>;
   schemas: SchemaSet;
 }> {
@@ -24,6 +24,7 @@ export async function connectRecords(flags: { server: string; config?: string; t
     if (flags.tenant) req.header.set("x-deltamesh-tenant", flags.tenant);
     if (flags.as) req.header.set("x-deltamesh-subject", flags.as);
     if (flags.roles) req.header.set("x-deltamesh-roles", flags.roles);
+    if (flags.attributes) req.header.set("x-deltamesh-attributes", flags.attributes);
     return next(req);
   };
   const baseUrl = flags.server.includes("://") ? flags.server : `http://${flags.server}`;

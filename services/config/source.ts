@@ -64,7 +64,9 @@ export const SCHEMA_SECTIONS = ["default_phone_region", "sources", "collections"
  * Validates a whole config document and builds its snapshot. Schema sections
  * are validated strictly; other top-level sections are kept as they are in
  * `doc` for the components that own them.
- * @throws DomainError invalid_argument (INVALID_CONFIG when the document is not a mapping, else INVALID_SCHEMA).
+ * The policies section is validated against the schemas and compiled
+ * (services/access/policy-load.ts).
+ * @throws DomainError invalid_argument (INVALID_CONFIG when the document is not a mapping, INVALID_SCHEMA, INVALID_POLICY).
  */
 export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
