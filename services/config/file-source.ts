@@ -131,6 +131,9 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     return applied;
   }
 
+  // Writes are serialized: each one reads, checks and replaces the file whole.
+  let writing: Promise<unknown> = Promise.resolve();
+
   function reload(): Promise<boolean> {
     if (running) {
       // A read is under way and may have missed this change: read once more after it.
@@ -139,6 +142,9 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     }
     running = (async () => {
       let applied = false;
+      // Reads and writes of the file take turns: a read started before a
+      // write and finished after it would publish the older text over it.
+      await writing;
       try {
         do {
           again = false;
@@ -176,8 +182,6 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     }
   }
 
-  // Writes are serialized: each one reads, checks and replaces the file whole.
-  let writing: Promise<unknown> = Promise.resolve();
   async function putSection(name: string, value: unknown, expectedRevision: string): Promise<ConfigSnapshot> {
     checkSectionName(name);
     const text = await readFile(file, "utf8").catch((e: unknown) => {
@@ -201,7 +205,7 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     current: () => publisher.current(),
     onChange: (listener) => publisher.onChange(listener),
     putSection(name, value, expectedRevision) {
-      const run = writing.then(() => putSection(name, value, expectedRevision));
+      const run = Promise.all([writing, running?.catch(() => false)]).then(() => putSection(name, value, expectedRevision));
       writing = run.catch(() => undefined);
       return run;
     },
