@@ -97,6 +97,24 @@ describe("check and explain", () => {
   });
 });
 
+describe("export", () => {
+  it("finance exports what it may read, masked, and the export is audited first", async () => {
+    const id = await seed(node, uid("x"), { region: enm("south_china"), id_number: str("110105199001011234"), phone: str("+8613955509876") });
+    const pages = [];
+    for await (const page of node.grpcJs(RecordService, FINANCE).exportRecords({ collection: "customers" })) pages.push(page);
+    const exported = pages.flatMap((p) => p.records);
+    const mine = exported.find((r) => r.id === id)!;
+    expect(exported.map((r) => r.id)).toContain(eastId);
+    expect(mine.fields.id_number?.kind.value).toBe("110105********1234");
+    expect(mine.fields).not.toHaveProperty("phone");
+    expect(mine.maskedFields).toEqual(["id_number"]);
+    const audit = await admin().queryAuditLog({ kind: AuditEventKind.EXPORT, actor: "f-1" });
+    const started = audit.entries.find((e) => e.reason === "");
+    expect(started).toMatchObject({ collection: "customers", fields: ["id_number"] });
+    await expect.poll(async () => (await admin().queryAuditLog({ kind: AuditEventKind.EXPORT, actor: "f-1" })).entries.map((e) => e.reason), { timeout: 5000 }).toContain("COMPLETED");
+  });
+});
+
 describe("audit log", () => {
   it("pages newest first and filters", async () => {
     const sales = node.grpcJs(RecordService, eastSales());

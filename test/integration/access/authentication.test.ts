@@ -6,7 +6,8 @@ import { createHmac } from "node:crypto";
 import { connect as http2Connect } from "node:http2";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AccessService, AuditEventKind } from "../../../gen/deltamesh/v1/access_pb.js";
@@ -21,6 +22,12 @@ import type { Identity, TestNode } from "../../support/node.js";
 import { byId, enm, rejection, str } from "../../support/rpc.js";
 import { newTestKey, signTestToken, testKey, TEST_AUDIENCE, TEST_ISSUER, unsignedToken } from "../../support/tokens.js";
 import { ADMIN, seed, startAccessNode } from "./helpers.js";
+import {
+  REFLECTION_V1_PATH,
+  ServerReflectionRequestSchema,
+  ServerReflectionResponseSchema,
+  type ServerReflectionResponse,
+} from "../transport/test-protos.js";
 
 let node: TestNode;
 beforeAll(async () => {
@@ -143,6 +150,31 @@ describe("around authentication", () => {
   it("health needs no credentials", async () => {
     const health = node.grpcJs(Health, { authorization: null });
     expect((await health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+  });
+
+  it("reflection needs no credentials and lists the access service", async () => {
+    const raw = new grpc.Client(node.grpcAddress, grpc.credentials.createInsecure());
+    try {
+      const replies = await new Promise<ServerReflectionResponse[]>((resolve, reject) => {
+        const call = raw.makeBidiStreamRequest(
+          REFLECTION_V1_PATH,
+          (m: Uint8Array) => Buffer.from(m),
+          (b: Buffer) => fromBinary(ServerReflectionResponseSchema, b),
+        );
+        const out: ServerReflectionResponse[] = [];
+        call.on("data", (r: ServerReflectionResponse) => out.push(r));
+        call.on("error", reject);
+        call.on("end", () => resolve(out));
+        call.write(toBinary(ServerReflectionRequestSchema, create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "*" } })));
+        call.end();
+      });
+      const r = replies[0]?.messageResponse;
+      expect(r?.case).toBe("listServicesResponse");
+      const names = r?.case === "listServicesResponse" ? r.value.service.map((x) => x.name) : [];
+      expect(names).toEqual(expect.arrayContaining(["deltamesh.v1.AccessService", "deltamesh.v1.RecordService"]));
+    } finally {
+      raw.close();
+    }
   });
 
   it("refused calls are in the audit log, with the reason and no token", async () => {
