@@ -152,6 +152,13 @@ describe("around authentication", () => {
     expect((await health.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
   });
 
+  it("outside development mode the x-deltamesh-* identity headers count for nothing", async () => {
+    const client = node.grpcJs(RecordService, { authorization: null });
+    const e = await rejection(client.getRecord({ ref: byId("auth-c1") }, { headers: { "x-deltamesh-subject": "root", "x-deltamesh-roles": "admin" } }));
+    expect(e.code).toBe(Code.Unauthenticated);
+    expect(e.findDetails(ErrorInfoSchema)[0]?.reason).toBe("CREDENTIALS_MISSING");
+  });
+
   it("reflection needs no credentials and lists the access service", async () => {
     const raw = new grpc.Client(node.grpcAddress, grpc.credentials.createInsecure());
     try {
