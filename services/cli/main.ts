@@ -42,6 +42,9 @@ interface ServeFlags {
   tlsCa?: string;
   requireClientCert?: boolean;
   insecureDevAuth?: boolean;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  jwtJwksFile?: string;
 }
 
 function toNodeInput(f: ServeFlags, defaults: NodeConfigInput = {}): NodeConfigInput {
@@ -63,6 +66,15 @@ function toNodeInput(f: ServeFlags, defaults: NodeConfigInput = {}): NodeConfigI
     };
   }
   if (f.advertiseAddress !== undefined) input.advertiseAddress = f.advertiseAddress;
+  if (f.jwtIssuer || f.jwtAudience || f.jwtJwksFile) {
+    input.auth = {
+      jwt: {
+        ...(f.jwtIssuer ? { issuer: f.jwtIssuer } : {}),
+        ...(f.jwtAudience ? { audience: f.jwtAudience.split(",").map((a) => a.trim()) } : {}),
+        ...(f.jwtJwksFile ? { jwksFile: f.jwtJwksFile } : {}),
+      },
+    };
+  }
   if (f.tlsCert && f.tlsKey) {
     input.tls = { certFile: f.tlsCert, keyFile: f.tlsKey, caFile: f.tlsCa, requireClientCert: f.requireClientCert ?? false };
   }
@@ -116,7 +128,10 @@ serveOptions(program.command("serve").description("run a node (settings from fla
   .option("--tls-key <file>", "server private key (PEM)")
   .option("--tls-ca <file>", "CA bundle for client certificates")
   .option("--require-client-cert", "require client certificates (mTLS)")
-  .option("--insecure-dev-auth", "trust x-deltamesh-* identity headers (development only)")
+  .option("--jwt-issuer <iss>", "accepted bearer-token issuer (or DELTAMESH_JWT_ISSUER)")
+  .option("--jwt-audience <aud,...>", "accepted bearer-token audiences (or DELTAMESH_JWT_AUDIENCE)")
+  .option("--jwt-jwks-file <file>", "JWK set verifying bearer tokens, re-read when it changes (or DELTAMESH_JWT_JWKS_FILE)")
+  .option("--insecure-dev-auth", "trust unsigned tokens and x-deltamesh-* identity headers; calls without credentials act as an admin (development only)")
   .action(async (flags: ServeFlags & { web?: boolean }) => {
     await runUntilSignalled(toNodeInput({ ...flags, noWeb: flags.web === false }), (g, w) =>
       `deltamesh serving gRPC on :${g}${w === null ? "" : `, Connect/gRPC-Web on :${w}`}`,
@@ -136,6 +151,7 @@ serveOptions(program.command("dev").description("run a development node on the e
         ...(w === null ? [] : [`  Connect/gRPC-Web: http://127.0.0.1:${w}`]),
         `  database:       ${db.replace(/:[^:@/]*@/, ":***@")}`,
         `  config:         ${input.configFile} (hot-reloaded on save)`,
+        `  auth:           INSECURE development mode: calls without credentials act as "dev" with roles [${resolveNodeConfig(input).auth.devRoles.join(", ")}]`,
         `  try:            npx deltamesh put customers name="Li Lei" phone="138 0013 8000" region=east_china --server 127.0.0.1:${g}`,
       ].join("\n"),
     );
@@ -161,15 +177,21 @@ function clientOptions(cmd: Command): Command {
   return cmd
     .option("--server <host:port>", "node's gRPC address", process.env.DELTAMESH_SERVER ?? "127.0.0.1:50051")
     .option("--config <file>", "schema file, to type the values you give")
+    .option("--token <jwt>", "bearer token (or DELTAMESH_TOKEN)", process.env.DELTAMESH_TOKEN)
     .option("--tenant <tenant>", "tenant (dev auth)")
-    .option("--as <subject>", "caller subject (dev auth)");
+    .option("--as <subject>", "caller subject (dev auth)")
+    .option("--roles <role,...>", "caller roles (dev auth; default: the dev node's, admin)")
+    .option("--attributes <attrs>", 'caller attributes (dev auth), e.g. "regions=[east_china]; device_class=mobile"');
 }
 
 interface ClientFlags {
   server: string;
   config?: string;
+  token?: string;
   tenant?: string;
   as?: string;
+  roles?: string;
+  attributes?: string;
 }
 
 clientOptions(program.command("get <collection> [id]").description("print one record, by id or --key field=value"))

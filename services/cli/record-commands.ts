@@ -8,19 +8,20 @@ import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
 import type { Record as RecordPb, RecordRefSchema, Value, ValueSchema } from "../../gen/deltamesh/v1/types_pb.js";
 import { DEFAULT_CONFIG_PATH, loadFileConfigSource } from "../config/file-source.js";
 import type { CollectionSchema, FieldSchema, SchemaSet } from "../schema/types.js";
+import { identityHeaders, type IdentityFlags } from "./identity.js";
 
 type ValueInit = MessageInitShape<typeof ValueSchema>;
 
-export async function connectRecords(flags: { server: string; config?: string; tenant?: string; as?: string }): Promise<{
+export async function connectRecords(flags: IdentityFlags & { server: string; config?: string }): Promise<{
   client: Client<typeof RecordService>;
   schemas: SchemaSet;
 }> {
   const source = await loadFileConfigSource(flags.config ?? DEFAULT_CONFIG_PATH);
   const schemas = source.current().schemas;
   await source.close();
+  const headers = identityHeaders(flags);
   const identity: Interceptor = (next) => (req) => {
-    if (flags.tenant) req.header.set("x-deltamesh-tenant", flags.tenant);
-    if (flags.as) req.header.set("x-deltamesh-subject", flags.as);
+    for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
     return next(req);
   };
   const baseUrl = flags.server.includes("://") ? flags.server : `http://${flags.server}`;

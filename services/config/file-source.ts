@@ -142,6 +142,9 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     return applied;
   }
 
+  // Writes are serialized: each one reads, checks and replaces the file whole.
+  let writing: Promise<unknown> = Promise.resolve();
+
   function reload(): Promise<boolean> {
     if (running) {
       // A read is under way and may have missed this change: read once more after it.
@@ -150,6 +153,9 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     }
     running = (async () => {
       let applied = false;
+      // Reads and writes of the file take turns: a read started before a
+      // write and finished after it would publish the older text over it.
+      await writing;
       try {
         do {
           again = false;
@@ -187,8 +193,6 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
     }
   }
 
-  // Writes are serialized: each one reads, checks and replaces the file whole.
-  let writing: Promise<unknown> = Promise.resolve();
   /** Validates the text `edit` makes of the file's current text, and writes it whole. */
   async function writeEdited(edit: (text: string) => string, expectedRevision: string, what: object): Promise<ConfigSnapshot> {
     const text = await readFile(file, "utf8").catch((e: unknown) => {
@@ -216,7 +220,7 @@ export async function loadFileConfigSource(path: string, opts: FileConfigOptions
   }
 
   function serialized(write: () => Promise<ConfigSnapshot>): Promise<ConfigSnapshot> {
-    const run = writing.then(write);
+    const run = Promise.all([writing, running?.catch(() => false)]).then(write);
     writing = run.catch(() => undefined);
     return run;
   }

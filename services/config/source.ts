@@ -10,10 +10,12 @@
 // ConfigSnapshot; until then they ride along, unvalidated, in `doc`.
 
 import { createHash } from "node:crypto";
-import { DomainError, invalidArgument, isDomainError } from "../platform/errors.js";
+import { DomainError, invalidArgument, isDomainError, type FieldViolation } from "../platform/errors.js";
 import type { ConfigFormat } from "./parse.js";
 import { parseRetention, type RetentionSettings } from "../cluster/duties/settings.js";
 import { parseSchemaSet } from "../schema/load.js";
+import type { Policy } from "../access/policy.js";
+import { parsePolicy, POLICIES_SECTION } from "../access/policy-load.js";
 import type { SchemaSet } from "../schema/types.js";
 
 export interface ConfigSnapshot {
@@ -22,6 +24,8 @@ export interface ConfigSnapshot {
   schemas: SchemaSet;
   /** The `retention` section: the leader's housekeeping windows. */
   retention: RetentionSettings;
+  /** The compiled access policy (the `policies` section; absent: nobody may do anything). */
+  policy: Policy;
   /** The raw document, all sections, deep-frozen. */
   doc: Record<string, unknown>;
 }
@@ -80,7 +84,9 @@ export const SCHEMA_SECTIONS = ["default_phone_region", "sources", "collections"
  * Validates a whole config document and builds its snapshot. Schema sections
  * are validated strictly; other top-level sections are kept as they are in
  * `doc` for the components that own them.
- * @throws DomainError invalid_argument (INVALID_CONFIG when the document is not a mapping, else INVALID_SCHEMA).
+ * The policies section is validated against the schemas and compiled
+ * (services/access/policy-load.ts).
+ * @throws DomainError invalid_argument (INVALID_CONFIG when the document is not a mapping, INVALID_SCHEMA, INVALID_POLICY).
  */
 export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
@@ -92,26 +98,33 @@ export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
     );
   }
   // Every section is checked before any error is thrown: one pass fixes all.
-  const retention = parseRetention((doc as Record<string, unknown>).retention);
-  let schemas: SchemaSet;
-  try {
-    schemas = parseSchemaSet(doc);
-  } catch (e) {
-    if (!isDomainError(e) || retention.violations.length === 0) throw e;
-    throw new DomainError(e.kind, `${e.message}; ${retention.violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`, {
-      reason: e.reason,
-      metadata: e.metadata,
-      violations: [...e.violations, ...retention.violations],
-    });
-  }
-  if (retention.violations.length > 0) {
+  const sections = doc as Record<string, unknown>;
+  const retention = parseRetention(sections.retention);
+  const violations: FieldViolation[] = [...retention.violations];
+  const refusals: DomainError[] = [];
+  const attempt = <T>(parse: () => T): T | null => {
+    try {
+      return parse();
+    } catch (e) {
+      if (!isDomainError(e)) throw e;
+      refusals.push(e);
+      violations.push(...e.violations);
+      return null;
+    }
+  };
+  const schemas = attempt(() => parseSchemaSet(doc));
+  // Policies name collections and fields: they can only be checked against valid schemas.
+  const policy = schemas ? attempt(() => parsePolicy(sections[POLICIES_SECTION], schemas, revision)) : null;
+  if (!schemas || !policy || violations.length > 0) {
+    // One section wrong: its own error says it best.
+    if (refusals.length === 1 && retention.violations.length === 0) throw refusals[0]!;
     throw invalidArgument(
-      `invalid config: ${retention.violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`,
-      retention.violations,
-      "INVALID_CONFIG",
+      `invalid config: ${violations.map((v) => (v.field ? `${v.field}: ${v.description}` : v.description)).join("; ")}`,
+      violations,
+      refusals[0]?.reason ?? "INVALID_CONFIG",
     );
   }
-  return { revision, schemas, retention: retention.settings, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
+  return { revision, schemas, retention: retention.settings, policy, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
 }
 
 /** A short (12 hex digits) sha256 of a document's text. */

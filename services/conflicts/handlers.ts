@@ -16,22 +16,32 @@ import {
   TicketStatus,
   type ConflictTicket as ConflictTicketPb,
 } from "../../gen/deltamesh/v1/conflicts_pb.js";
+import type { AccessControl, CallAccess } from "../access/control.js";
+import type { FieldRules } from "../access/engine.js";
+import { shownValue } from "../access/project.js";
+import type { RecordView } from "../access/view.js";
 import type { ConfigSource } from "../config/source.js";
 import { DomainError, invalidArgument, notFound } from "../platform/errors.js";
-import { decodePageToken, encodePageToken, pageSize } from "../platform/page-token.js";
-import { principalOf } from "../platform/principal.js";
-import { encodeClock, encodeResult } from "../records/convert.js";
-import type { MutationInput } from "../records/model.js";
+import { decodePageToken, encodePageToken, pageSize, scanPage } from "../platform/page-token.js";
+import { encodeClock, encodeResult, encodeShown } from "../records/convert.js";
+import type { MutationInput, StoredRecord } from "../records/model.js";
 import type { WritePipeline } from "../records/write-pipeline.js";
 import type { CollectionSchema, StoredValue } from "../schema/types.js";
 import { decodeValue, encodeValue } from "../schema/values.js";
-import type { RecordStore } from "../store/record-store.js";
+import { recordKeyString, type RecordStore } from "../store/record-store.js";
 import type { ConflictTicket, TicketStatus as StoreStatus } from "../store/ticket-sql.js";
 
 export interface ConflictServiceDeps {
   store: RecordStore;
   pipeline: WritePipeline;
   config: ConfigSource;
+  access: AccessControl;
+}
+
+/** How one caller sees a ticket's field: through the read view of its record. */
+interface TicketSight {
+  view: RecordView;
+  rules: FieldRules;
 }
 
 const STATUS_TO_PB: Record<StoreStatus, TicketStatus> = {
@@ -46,8 +56,10 @@ const STATUS_FROM_PB: Partial<Record<TicketStatus, StoreStatus>> = {
   [TicketStatus.DISMISSED]: "dismissed",
 };
 
-export function encodeTicket(schema: CollectionSchema | undefined, t: ConflictTicket): ConflictTicketPb {
+/** With `sight`, candidate values are shown as the caller's view shows the field. */
+export function encodeTicket(schema: CollectionSchema | undefined, t: ConflictTicket, sight?: TicketSight): ConflictTicketPb {
   const field = schema?.fields.get(t.field);
+  const shown = (value: StoredValue) => (sight ? shownValue(sight.view, sight.rules, t.field, value) : { value, masked: false });
   return create(ConflictTicketSchema, {
     id: t.id,
     collection: t.collection,
@@ -55,14 +67,16 @@ export function encodeTicket(schema: CollectionSchema | undefined, t: ConflictTi
     field: t.field,
     status: STATUS_TO_PB[t.status],
     fieldVersion: BigInt(t.fieldVersion),
-    candidates: t.candidates.map((c) =>
-      create(ConflictCandidateSchema, {
-        value: c.cleared || !field ? undefined : encodeValue(field, c.value),
+    candidates: t.candidates.map((c) => {
+      const v = c.cleared || !field ? null : shown(c.value);
+      return create(ConflictCandidateSchema, {
+        value: v === null ? undefined : encodeShown(field!, v.value, v.masked),
         cleared: c.cleared,
         clock: encodeClock(c.clock),
         clientMutationId: c.clientMutationId,
-      }),
-    ),
+        masked: v?.masked ?? false,
+      });
+    }),
     resolution: t.resolution
       ? create(ConflictResolutionSchema, {
           resolvedBy: t.resolution.by,
@@ -101,46 +115,83 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
   async function load(tenant: string, id: string): Promise<ConflictTicket> {
     if (!id) throw invalidArgument("ticket_id is required", [{ field: "ticket_id", description: "name a ticket", reason: "REQUIRED" }]);
     const ticket = await deps.store.getTicket(tenant, id);
-    if (!ticket) throw notFound("conflict_ticket", id, `conflict ticket ${JSON.stringify(id)} does not exist`, "TICKET_NOT_FOUND");
+    if (!ticket) throw ticketNotFound(id);
     return ticket;
+  }
+
+  function ticketNotFound(id: string): DomainError {
+    return notFound("conflict_ticket", id, `conflict ticket ${JSON.stringify(id)} does not exist`, "TICKET_NOT_FOUND");
+  }
+
+  /**
+   * How the caller sees a ticket: it needs resolve_conflicts on the record and
+   * to read the ticket's field; null when it may not see the ticket at all.
+   */
+  function sightOf(access: CallAccess, t: ConflictTicket, record: StoredRecord | null | undefined): TicketSight | null {
+    const schema = schemaOf(t.collection);
+    if (!schema || !record || !access.grants(schema, "resolve_conflicts").admits(record.fields)) return null;
+    const view = access.view(schema);
+    const rules = view.rulesFor(record.fields);
+    return rules?.visible.has(t.field) ? { view, rules } : null;
+  }
+
+  /** A ticket the caller may see; any other reads as missing (and is audited). */
+  async function loadVisible(access: CallAccess, id: string): Promise<{ ticket: ConflictTicket; sight: TicketSight }> {
+    access.require("resolve_conflicts");
+    const ticket = await load(access.principal.tenant, id);
+    const record = await deps.store.get({ tenant: ticket.tenant, collection: ticket.collection, id: ticket.recordId });
+    const sight = sightOf(access, ticket, record);
+    if (!sight) throw access.hidden(ticketNotFound(id), "resolve_conflicts", ticket.collection, ticket.recordId);
+    return { ticket, sight };
   }
 
   return {
     async listConflictTickets(req, ctx) {
-      const { tenant } = principalOf(ctx);
+      const access = deps.access.forCall(ctx);
+      access.require("resolve_conflicts");
+      const { tenant } = access.principal;
       const limit = pageSize(req.pageSize);
       const status = STATUS_FROM_PB[req.status];
       const minAgeMs = req.minAge ? durationMs(req.minAge) : 0;
       if (minAgeMs < 0) throw invalidArgument("min_age must not be negative", [{ field: "min_age", description: "must be >= 0", reason: "OUT_OF_RANGE" }]);
       const query = { c: req.collection, r: req.recordId, f: req.field, s: status ?? "", a: minAgeMs };
-      const after = decodePageToken(req.pageToken, query);
-      const [time, id] = after ? (JSON.parse(after) as [string, string]) : [];
-      const tickets = await deps.store.listTickets({
-        tenant,
-        collection: req.collection || undefined,
-        recordId: req.recordId || undefined,
-        field: req.field || undefined,
-        status,
-        createdBefore: minAgeMs > 0 ? new Date(Date.now() - minAgeMs) : undefined,
-        after: time && id ? { time: new Date(time), id } : undefined,
-        limit: limit + 1,
-      });
-      const page = tickets.slice(0, limit);
-      const last = page[page.length - 1];
+      const createdBefore = minAgeMs > 0 ? new Date(Date.now() - minAgeMs) : undefined;
+      const page = await scanPage(
+        async (after, n) => {
+          const [time, id] = after ? (JSON.parse(after) as [string, string]) : [];
+          const tickets = await deps.store.listTickets({
+            tenant,
+            collection: req.collection || undefined,
+            recordId: req.recordId || undefined,
+            field: req.field || undefined,
+            status,
+            createdBefore,
+            after: time && id ? { time: new Date(time), id } : undefined,
+            limit: n,
+          });
+          const records = await deps.store.getMany(tickets.map((t) => ({ tenant, collection: t.collection, id: t.recordId })));
+          return tickets.map((t) => ({ t, sight: sightOf(access, t, records.get(recordKeyString({ tenant, collection: t.collection, id: t.recordId }))) }));
+        },
+        ({ t }) => JSON.stringify([t.createTime.toISOString(), t.id]),
+        ({ sight }) => sight !== null,
+        decodePageToken(req.pageToken, query),
+        limit,
+      );
       return create(ListConflictTicketsResponseSchema, {
-        tickets: page.map((t) => encodeTicket(schemaOf(t.collection), t)),
-        nextPageToken: tickets.length > limit && last ? encodePageToken(query, JSON.stringify([last.createTime.toISOString(), last.id])) : "",
+        tickets: page.items.map(({ t, sight }) => encodeTicket(schemaOf(t.collection), t, sight!)),
+        nextPageToken: page.next === null ? "" : encodePageToken(query, page.next),
       });
     },
 
     async getConflictTicket(req, ctx) {
-      const ticket = await load(principalOf(ctx).tenant, req.ticketId);
-      return create(GetConflictTicketResponseSchema, { ticket: encodeTicket(schemaOf(ticket.collection), ticket) });
+      const { ticket, sight } = await loadVisible(deps.access.forCall(ctx), req.ticketId);
+      return create(GetConflictTicketResponseSchema, { ticket: encodeTicket(schemaOf(ticket.collection), ticket, sight) });
     },
 
     async resolveConflictTicket(req, ctx) {
-      const principal = principalOf(ctx);
-      const ticket = await load(principal.tenant, req.ticketId);
+      const access = deps.access.forCall(ctx);
+      const principal = access.principal;
+      const { ticket, sight } = await loadVisible(access, req.ticketId);
       if (ticket.status !== "open") throw alreadyClosed(ticket);
       const schema = schemaOf(ticket.collection);
       const field = schema?.fields.get(ticket.field);
@@ -188,8 +239,9 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
       };
       let results;
       try {
-        results = await deps.pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations: [mutation] });
+        results = await deps.pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations: [mutation], guard: access.writeGuard("resolve_conflicts") });
       } catch (e) {
+        access.denied(e);
         // Closed by someone else between our read and the write: name the first resolution.
         if (e instanceof DomainError && e.reason === "TICKET_CLOSED") {
           const now = await load(principal.tenant, ticket.id);
@@ -198,17 +250,18 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
         throw e;
       }
       const after = await load(principal.tenant, ticket.id);
-      return create(ResolveConflictTicketResponseSchema, { ticket: encodeTicket(schema, after), result: encodeResult(results[0]!) });
+      return create(ResolveConflictTicketResponseSchema, { ticket: encodeTicket(schema, after, sight), result: encodeResult(results[0]!) });
     },
 
     async dismissConflictTicket(req, ctx) {
-      const principal = principalOf(ctx);
-      const ticket = await load(principal.tenant, req.ticketId);
+      const access = deps.access.forCall(ctx);
+      const principal = access.principal;
+      const { ticket, sight } = await loadVisible(access, req.ticketId);
       if (!(await deps.store.dismissTicket(principal.tenant, ticket.id, principal.subject))) {
         throw alreadyClosed(await load(principal.tenant, ticket.id));
       }
       const after = await load(principal.tenant, ticket.id);
-      return create(DismissConflictTicketResponseSchema, { ticket: encodeTicket(schemaOf(after.collection), after) });
+      return create(DismissConflictTicketResponseSchema, { ticket: encodeTicket(schemaOf(after.collection), after, sight) });
     },
   };
 }

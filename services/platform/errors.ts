@@ -84,3 +84,8 @@ export function notFound(type: string, name: string, message?: string, reason = 
 export function isDomainError(e: unknown): e is DomainError {
   return e instanceof DomainError;
 }
+
+/** The same error carrying `cause` (kept server-side, e.g. facts for the audit log; never sent to clients). */
+export function withCause(e: DomainError, cause: unknown): DomainError {
+  return new DomainError(e.kind, e.message, { reason: e.reason, metadata: e.metadata, violations: e.violations, resource: e.resource, cause });
+}

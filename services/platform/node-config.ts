@@ -3,6 +3,7 @@
 // variables, then defaults.
 import { DEFAULT_CONFIG_PATH } from "../config/file-source.js";
 import type { EtcdSettings } from "../cluster/etcd-client.js";
+import { resolveAuthSettings, type AuthSettings, type AuthSettingsInput } from "./auth/settings.js";
 
 export interface TlsFiles {
   certFile: string;
@@ -28,8 +29,10 @@ export interface NodeConfig {
   tls?: TlsFiles;
   /** How long SIGTERM waits for in-flight calls before closing them. */
   shutdownGraceMs: number;
-  /** Accept caller identity from x-deltamesh-* headers without verification. Development only. */
+  /** Accept unsigned dev tokens and x-deltamesh-* identity headers without verification. Development only. */
   insecureDevAuth: boolean;
+  /** Bearer-token verification, mask key, audit batching (./auth/settings.ts; DELTAMESH_JWT_*). */
+  auth: AuthSettings;
   logLevel: string;
   /** etcd coordination (membership, leader election, config store); absent: a standalone node. */
   etcd?: EtcdSettings;
@@ -37,7 +40,7 @@ export interface NodeConfig {
   advertiseAddress?: string;
 }
 
-export type NodeConfigInput = Partial<Omit<NodeConfig, "etcd">> & { etcd?: Partial<EtcdSettings> };
+export type NodeConfigInput = Partial<Omit<NodeConfig, "etcd" | "auth">> & { etcd?: Partial<EtcdSettings>; auth?: AuthSettingsInput };
 
 /** etcd settings from input and DELTAMESH_ETCD_* variables; undefined when no endpoint is given. */
 function etcdSettings(input: Partial<EtcdSettings> | undefined): EtcdSettings | undefined {
@@ -86,5 +89,6 @@ export function resolveNodeConfig(input: NodeConfigInput = {}): NodeConfig {
     logLevel: input.logLevel ?? env("LOG_LEVEL") ?? "info",
     etcd: etcdSettings(input.etcd),
     advertiseAddress: input.advertiseAddress ?? env("ADVERTISE_ADDRESS"),
+    auth: resolveAuthSettings(input.auth),
   };
 }

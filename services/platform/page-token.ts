@@ -43,3 +43,45 @@ export function pageSize(requested: number, field = "page_size", defaultSize = 1
   if (requested < 0) throw invalidArgument(`${field} must not be negative`, [{ field, description: "must be >= 0", reason: "OUT_OF_RANGE" }]);
   return requested === 0 ? defaultSize : Math.min(requested, max);
 }
+
+export interface ScannedPage<T> {
+  items: T[];
+  /** Position to continue from (exclusive); null when the source is exhausted. */
+  next: string | null;
+}
+
+/**
+ * One page of the items `keep` admits, read from a keyset-paged source in
+ * chunks. Scans at most `budget` rows (default 10 pages' worth, at least
+ * 1000), so a caller who may see few rows gets short (even empty) pages with
+ * a token to go on, never an unbounded scan. `next` is null only when the
+ * source is exhausted.
+ */
+export async function scanPage<T>(
+  fetch: (after: string, limit: number) => Promise<T[]>,
+  keyOf: (item: T) => string,
+  keep: (item: T) => boolean,
+  after: string,
+  limit: number,
+  budget = Math.max(limit * 10, 1000),
+): Promise<ScannedPage<T>> {
+  const items: T[] = [];
+  let cursor = after;
+  let scanned = 0;
+  for (;;) {
+    const chunk = limit + 1;
+    const rows = await fetch(cursor, chunk);
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
+      cursor = keyOf(row);
+      scanned++;
+      if (keep(row)) items.push(row);
+      if (items.length === limit) {
+        const more = i < rows.length - 1 || rows.length === chunk;
+        return { items, next: more ? cursor : null };
+      }
+    }
+    if (rows.length < chunk) return { items, next: null };
+    if (scanned >= budget) return { items, next: cursor };
+  }
+}

@@ -9,6 +9,14 @@ import { ConflictService } from "../../gen/deltamesh/v1/conflicts_pb.js";
 import { DutyRunner } from "../cluster/duties/runner.js";
 import { createClusterService } from "../cluster/handlers.js";
 import { COORDINATION_HEALTH, defaultAddress, startClusterNode, type ClusterNode } from "../cluster/node.js";
+import { randomBytes } from "node:crypto";
+import { AccessService } from "../../gen/deltamesh/v1/access_pb.js";
+import { AccessControl } from "../access/control.js";
+import { AuditLog } from "../access/audit-log.js";
+import { createAccessService } from "../access/handlers.js";
+import { AuditStore } from "../store/audit-store.js";
+import { DEFAULT_TENANT } from "../records/model.js";
+import { createAuthenticator } from "./auth/authenticate.js";
 import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
 import { createConflictService } from "../conflicts/handlers.js";
 import type { ConfigSource } from "../config/source.js";
@@ -19,7 +27,6 @@ import { RecordStore } from "../store/record-store.js";
 import { HealthState } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import type { NodeConfig } from "./node-config.js";
-import { ANONYMOUS, principalKey } from "./principal.js";
 import { startGrpcServer, type GrpcTls } from "./transport/grpc-server.js";
 import { startWebServer } from "./transport/web-server.js";
 import { VERSION } from "./version.js";
@@ -39,26 +46,50 @@ export interface RunningNode {
 }
 
 /** The services every node hosts, by the name their health status uses. */
-export const SERVED: readonly DescService[] = [RecordService, ConflictService, ClusterService];
+export const SERVED: readonly DescService[] = [RecordService, ConflictService, AccessService, ClusterService];
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
   const health = new HealthState();
-  let ready: { store: RecordStore; pipeline: WritePipeline } | null = null;
+  let ready: { store: RecordStore; pipeline: WritePipeline; audit: AuditStore } | null = null;
   // Joins the cluster (or runs standalone) once listening: config comes from it.
   let cluster: ClusterNode | null = null;
+  // Authentication and access need config from the first call on; until the
+  // cluster has handed it over, calls are refused as the node starting.
+  const config = configOf(() => cluster);
 
   // Calls that arrive while the database is still starting get UNAVAILABLE, a
   // status every gRPC client retries; health says NOT_SERVING meanwhile.
   const readyGate: RequestHook = async () => {
     if (!ready) throw new ConnectError("the node is starting; retry shortly", Code.Unavailable);
   };
-  const devIdentity: RequestHook = async (ctx) => {
-    const subject = ctx.requestHeader.get("x-deltamesh-subject");
-    const tenant = ctx.requestHeader.get("x-deltamesh-tenant");
-    ctx.values.set(principalKey, { ...ANONYMOUS, subject: subject || ANONYMOUS.subject, tenant: tenant || ANONYMOUS.tenant });
-  };
-  const hooks: RequestHook[] = [readyGate, ...(cfg.insecureDevAuth ? [devIdentity] : [])];
-  if (cfg.insecureDevAuth) log.warn("INSECURE development auth: caller identity is taken from x-deltamesh-* headers unverified");
+  // Access: authentication before anything else (so an unauthenticated
+  // caller learns nothing, not even readiness), then enforcement per handler.
+  const audit = new AuditLog(() => ready?.audit ?? null, log, { flushMs: cfg.auth.auditFlushMs });
+  const access = new AccessControl(config, audit, maskHashKey(cfg, log));
+  const auth = await createAuthenticator({
+    settings: cfg.auth,
+    insecureDev: cfg.insecureDevAuth,
+    policy: () => config.current().policy,
+    log,
+    onFailure: (f) =>
+      audit.record({
+        tenant: DEFAULT_TENANT,
+        actor: "",
+        roles: [],
+        kind: "unauthenticated",
+        rpc: f.rpc,
+        collection: "",
+        recordIds: [],
+        fields: [],
+        reason: f.reason,
+        device: "",
+        deviceClass: "",
+        peer: f.peer,
+        details: {},
+      }),
+  });
+  checkAuthConfigured(cfg, auth.verifiesTokens, log);
+  const hooks: RequestHook[] = [auth.hook, readyGate];
 
   // Handlers reach the store and pipeline only once the database is ready
   // (the ready gate refuses calls before that).
@@ -78,11 +109,16 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     get pool() {
       return ready!.store.pool;
     },
+    get audit() {
+      return ready!.audit;
+    },
+    access,
   };
   const services: ServedService[] = [
     { service: RecordService, impl: createRecordService(deps) },
     { service: ConflictService, impl: createConflictService(deps) },
     { service: ClusterService, impl: createClusterService(deps) },
+    { service: AccessService, impl: createAccessService(deps) },
   ];
 
   const tls = cfg.tls ? await loadTls(cfg.tls) : undefined;
@@ -115,7 +151,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       etcd: cfg.etcd,
       log,
     });
-    const config = cluster.config;
+    if (config.current().policy.roles.size === 0) log.warn("the config has no policies section: every call will be refused (deny by default)");
     let url = cfg.databaseUrl;
     if (!url) {
       log.info({ dataDir: path.resolve(cfg.dataDir, "postgres") }, "no database URL configured: starting the embedded PostgreSQL");
@@ -123,7 +159,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       url = embedded.url;
     }
     store = await RecordStore.open({ url });
-    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas) };
+    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas), audit: new AuditStore(store.pool) };
     const c = cluster;
     duties = new DutyRunner({ pool: store.pool, nodeId: cfg.nodeId, lead: c, retention: () => c.config.current().retention, log });
     duties.start();
@@ -134,6 +170,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     c.onCoordinationChange((state) => health.setServing(COORDINATION_HEALTH, state !== "degraded"));
     log.info({ configRevision: config.current().revision, etcd: cfg.etcd ? cfg.etcd.endpoints : null }, "ready");
   } catch (e) {
+    auth.close();
     await Promise.allSettled([grpc.shutdown(0), web?.shutdown(0), embedded?.stop(), cluster?.close()]);
     throw e;
   }
@@ -156,12 +193,29 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
         await duties.stop();
         await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs), c.close()]);
         await ready?.pipeline.drain();
+        auth.close();
+        await audit.close();
         await store.close();
         await embedded?.stop();
         log.info("stopped");
       })();
       return stopping;
     },
+  };
+}
+
+/** The config of the cluster node once it has joined; before that, calls are told to retry. */
+function configOf(cluster: () => ClusterNode | null): ConfigSource {
+  const source = (): ConfigSource => {
+    const c = cluster();
+    if (!c) throw new ConnectError("the node is starting; retry shortly", Code.Unavailable);
+    return c.config;
+  };
+  return {
+    current: () => source().current(),
+    onChange: (listener) => source().onChange(listener),
+    putSection: (name, value, expectedRevision) => source().putSection(name, value, expectedRevision),
+    close: async () => undefined,
   };
 }
 
@@ -172,4 +226,33 @@ async function loadTls(t: NonNullable<NodeConfig["tls"]>): Promise<GrpcTls> {
     rootCerts: t.caFile ? await readFile(t.caFile) : undefined,
     requireClientCert: t.requireClientCert,
   };
+}
+
+/**
+ * A serving node must be able to tell who calls: bearer tokens configured, or
+ * client certificates verified by a CA (mapped by the policy). Otherwise it
+ * refuses to start rather than refuse every call; only the explicit
+ * development mode runs without, and says so loudly.
+ */
+function checkAuthConfigured(cfg: NodeConfig, verifiesTokens: boolean, log: Logger): void {
+  if (cfg.insecureDevAuth) {
+    log.warn(
+      "INSECURE DEVELOPMENT AUTH: unsigned tokens and x-deltamesh-* headers are trusted, and calls without credentials act as a development identity " +
+        `with roles [${cfg.auth.devRoles.join(", ")}]. Never run this in production.`,
+    );
+    return;
+  }
+  if (!verifiesTokens && !cfg.tls?.caFile) {
+    throw new Error(
+      "no authentication configured: set DELTAMESH_JWT_ISSUER, DELTAMESH_JWT_AUDIENCE and DELTAMESH_JWT_JWKS_FILE (bearer tokens), " +
+        "or a client CA (DELTAMESH_TLS_CA, mTLS with policies.client_certificates); for local development only, --insecure-dev-auth",
+    );
+  }
+}
+
+/** The secret keying `hash` masks; without one, a random key (hashes then differ across nodes and restarts). */
+function maskHashKey(cfg: NodeConfig, log: Logger): Uint8Array {
+  if (cfg.auth.maskHashKey) return new TextEncoder().encode(cfg.auth.maskHashKey);
+  if (!cfg.insecureDevAuth) log.warn("DELTAMESH_MASK_HASH_KEY is not set: hash masks use a random key and are not stable across nodes or restarts");
+  return cfg.insecureDevAuth ? new TextEncoder().encode("deltamesh-development-mask-key") : randomBytes(32);
 }

@@ -21,7 +21,7 @@ import {
   type Value,
 } from "../../gen/deltamesh/v1/types_pb.js";
 import { DomainError, invalidArgument, type FieldViolation } from "../platform/errors.js";
-import type { CollectionSchema, SchemaSet, StoredValue } from "../schema/types.js";
+import type { CollectionSchema, FieldSchema, SchemaSet, StoredValue } from "../schema/types.js";
 import { checkClears, decodeFieldMap, decodeValue, encodeValue } from "../schema/values.js";
 import type {
   ChangeEntry,
@@ -159,27 +159,34 @@ export function encodeClock(c: FieldClock): FieldClockPb {
   return create(FieldClockSchema, { version: BigInt(c.version), hlc: c.hlc, source: c.source, actor: c.actor, device: c.device });
 }
 
-export function encodeFields(schema: CollectionSchema | undefined, fields: Record<string, StoredValue>): Record<string, Value> {
+/** A masked value is its mask's text, whatever the field's type (see Record.masked_fields). */
+export function encodeShown(field: FieldSchema, stored: StoredValue, masked: boolean): Value {
+  return masked ? create(ValueSchema, { kind: { case: "stringValue", value: String(stored) } }) : encodeValue(field, stored);
+}
+
+/** `masked`: fields whose values are mask texts (services/access). */
+export function encodeFields(schema: CollectionSchema | undefined, fields: Record<string, StoredValue>, masked: readonly string[] = []): Record<string, Value> {
   const out: Record<string, Value> = {};
   for (const [name, stored] of Object.entries(fields)) {
     const field = schema?.fields.get(name);
     // A field dropped from the schema since it was written is not served.
-    if (field) out[name] = encodeValue(field, stored);
+    if (field) out[name] = encodeShown(field, stored, masked.includes(name));
   }
   return out;
 }
 
-export function encodeRecord(schema: CollectionSchema | undefined, r: StoredRecord): RecordPb {
+export function encodeRecord(schema: CollectionSchema | undefined, r: StoredRecord, masked: readonly string[] = []): RecordPb {
   return create(RecordSchema, {
     tenant: r.tenant,
     collection: r.collection,
     id: r.id,
     version: BigInt(r.version),
-    fields: encodeFields(schema, r.fields),
+    fields: encodeFields(schema, r.fields, masked),
     clocks: Object.fromEntries(Object.entries(r.clocks).map(([k, c]) => [k, encodeClock(c)])),
     deleted: r.deleted,
     createTime: timestampFromDate(r.createTime),
     updateTime: timestampFromDate(r.updateTime),
+    maskedFields: [...masked],
   });
 }
 
@@ -192,9 +199,9 @@ export const OUTCOME_STATUS: Readonly<Record<FieldOutcomeStatus, FieldOutcome_St
 };
 
 /** With a schema, history decisions also carry the value the edit proposed. */
-export function encodeOutcome(o: FieldOutcome, schema?: CollectionSchema): FieldOutcomePb {
+export function encodeOutcome(o: FieldOutcome, schema?: CollectionSchema, masked: readonly string[] = []): FieldOutcomePb {
   const field = schema?.fields.get(o.field);
-  const proposed = field && o.proposed !== undefined && o.proposed !== null ? encodeValue(field, o.proposed) : undefined;
+  const proposed = field && o.proposed !== undefined && o.proposed !== null ? encodeShown(field, o.proposed, masked.includes(o.field)) : undefined;
   return create(FieldOutcomeSchema, {
     field: o.field,
     status: OUTCOME_STATUS[o.status],
@@ -219,7 +226,7 @@ export function encodeResult(r: MutationResult): MutationResultPb {
   });
 }
 
-export function encodeChange(schema: CollectionSchema | undefined, c: ChangeEntry, cursor: string): Change {
+export function encodeChange(schema: CollectionSchema | undefined, c: ChangeEntry, cursor: string, masked: readonly string[] = []): Change {
   return create(ChangeSchema, {
     cursor,
     tenant: c.tenant,
@@ -227,7 +234,7 @@ export function encodeChange(schema: CollectionSchema | undefined, c: ChangeEntr
     recordId: c.recordId,
     oldVersion: BigInt(c.oldVersion),
     newVersion: BigInt(c.newVersion),
-    set: encodeFields(schema, c.set),
+    set: encodeFields(schema, c.set, masked),
     cleared: c.cleared,
     deleted: c.deleted,
     created: c.created,
@@ -237,6 +244,7 @@ export function encodeChange(schema: CollectionSchema | undefined, c: ChangeEntr
     clientMutationId: c.clientMutationId,
     commitTime: timestampFromDate(c.commitTime),
     clocks: Object.fromEntries(Object.entries(c.clocks).map(([k, v]) => [k, encodeClock(v)])),
-    decisions: c.decisions.map((o) => encodeOutcome(o, schema)),
+    decisions: c.decisions.map((o) => encodeOutcome(o, schema, masked)),
+    maskedFields: [...masked],
   });
 }

@@ -9,18 +9,21 @@ import {
   GetRecordResponseSchema,
   ListRecordsResponseSchema,
   RecordService,
+  type FieldFilter,
   WriteRecordsResponseSchema,
 } from "../../gen/deltamesh/v1/records_pb.js";
 import { MutationSchema, ValueSchema, type RecordRef } from "../../gen/deltamesh/v1/types_pb.js";
+import type { AccessControl, CallAccess } from "../access/control.js";
+import { shownChange, shownRecord } from "../access/project.js";
 import type { ConfigSource } from "../config/source.js";
 import { DomainError, invalidArgument, type FieldViolation } from "../platform/errors.js";
-import { decodePageToken, encodePageToken, pageSize } from "../platform/page-token.js";
-import { principalOf } from "../platform/principal.js";
-import type { SchemaSet, StoredValue } from "../schema/types.js";
+import { decodePageToken, encodePageToken, pageSize, scanPage } from "../platform/page-token.js";
+import type { CollectionSchema, SchemaSet, StoredValue } from "../schema/types.js";
 import { decodeValue } from "../schema/values.js";
 import { identityKeyString, type RecordStore } from "../store/record-store.js";
 import { collectionOf, decodeMutations, decodeRef, encodeChange, encodeRecord, encodeResult, type ResolvedRef } from "./convert.js";
-import type { StoredRecord } from "./model.js";
+import { exportRecords } from "./export.js";
+import type { MutationInput, MutationResult, StoredRecord } from "./model.js";
 import type { WritePipeline } from "./write-pipeline.js";
 import { encodeWriteRecordsResponse } from "./fast-encode.js";
 import { preEncoded } from "../platform/transport/pre-encoded.js";
@@ -29,6 +32,7 @@ export interface RecordServiceDeps {
   store: RecordStore;
   pipeline: WritePipeline;
   config: ConfigSource;
+  access: AccessControl;
 }
 
 /** Most mutations in one WriteRecords call, refs in one BatchGetRecords call. */
@@ -48,20 +52,89 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
     return id === undefined ? null : deps.store.get({ tenant, collection: ref.collection.name, id });
   }
 
-  function resolve(ref: RecordRef | undefined, path: string): ResolvedRef {
+  /** A valid ref the caller may use: it may read the collection, and the identity field it names. */
+  function resolve(access: CallAccess, ref: RecordRef | undefined, path: string): ResolvedRef {
     const violations: FieldViolation[] = [];
     const resolved = decodeRef(schemas(), ref, path, violations);
     if (!resolved) throw invalidArgument(`${path} is invalid: ${violations.map((v) => v.description).join("; ")}`, violations);
+    access.readable(resolved.collection);
+    if ("identity" in resolved.target) access.requireReadableField(resolved.collection, resolved.target.identity.field, `${path}.identity.field`);
     return resolved;
   }
 
+  /** The record a ref names if the caller may see it; one outside its scope reads as missing (and is audited). */
+  async function findVisible(access: CallAccess, ref: ResolvedRef): Promise<StoredRecord | null> {
+    const record = await find(access.principal.tenant, ref);
+    if (record && !access.view(ref.collection).inScope(record.fields)) {
+      access.hidden(recordNotFound(ref), "read", ref.collection.name, record.id);
+      return null;
+    }
+    return record;
+  }
+
+  /** Records as the caller's view shows them; sensitive fields read in clear are audited. */
+  function encodeVisible(access: CallAccess, schema: CollectionSchema, records: readonly StoredRecord[]) {
+    const view = access.view(schema);
+    const unmasked = new Set<string>();
+    const ids: string[] = [];
+    const out = records.map((r) => {
+      const shown = shownRecord(view, view.rulesFor(r.fields)!, r);
+      if (shown.unmaskedSensitive.length > 0) {
+        ids.push(r.id);
+        for (const f of shown.unmaskedSensitive) unmasked.add(f);
+      }
+      return encodeRecord(schema, shown.value, shown.masked);
+    });
+    access.readUnmasked(schema.name, ids, unmasked);
+    return out;
+  }
+
   function recordNotFound(ref: ResolvedRef): DomainError {
+    // Also the answer for a record outside the caller's scope: keep it free of anything only an existing record has.
     const name = "id" in ref.target ? ref.target.id : `${ref.target.identity.field}=${JSON.stringify(ref.target.identity.value)}`;
     return new DomainError("not_found", `${ref.collection.name} record ${name} does not exist`, {
       reason: "RECORD_NOT_FOUND",
       resource: { type: "record", name: `${ref.collection.name}/${"id" in ref.target ? ref.target.id : ""}` },
       metadata: { collection: ref.collection.name },
     });
+  }
+
+  /** Writes through the pipeline with the caller's write guard; refusals are audited. */
+  async function write(access: CallAccess, mutations: MutationInput[]): Promise<MutationResult[]> {
+    const guard = access.writeGuard();
+    mutations.forEach((m, i) => {
+      if ("identity" in m.target) access.requireReadableField(schemas().collections.get(m.collection)!, m.target.identity.field, `mutations[${i}].ref.identity.field`);
+      try {
+        guard.precheck(m);
+      } catch (e) {
+        throw access.denied(e instanceof DomainError ? e.withPrefix(`mutations[${i}]`, { mutation_index: String(i) }) : e);
+      }
+    });
+    const { tenant, subject } = access.principal;
+    return deps.pipeline.write({ tenant, actor: subject, mutations, guard }).catch((e: unknown) => {
+      throw access.denied(e);
+    });
+  }
+
+  /** Equality filters, each on a field the caller may read. */
+  function decodeFilters(access: CallAccess, collection: CollectionSchema, filters: readonly FieldFilter[]): Record<string, StoredValue> {
+    const set = schemas();
+    const equals: Record<string, StoredValue> = {};
+    const violations: FieldViolation[] = [];
+    filters.forEach((f, i) => {
+      const field = collection.fields.get(f.field);
+      const path = `filters[${i}]`;
+      if (!field) {
+        violations.push({ field: `${path}.field`, description: `${collection.name} has no field ${JSON.stringify(f.field)}`, reason: "UNKNOWN_FIELD" });
+        return;
+      }
+      access.requireReadableField(collection, f.field, `${path}.field`);
+      const decoded = decodeValue(field, f.value ?? create(ValueSchema), { defaultPhoneRegion: set.defaultPhoneRegion, path: `${path}.value` });
+      if (decoded.ok) equals[f.field] = decoded.value;
+      else violations.push(decoded.violation);
+    });
+    if (violations.length > 0) throw invalidArgument("invalid filters", violations);
+    return equals;
   }
 
   function checkBatch(count: number, field: string): void {
@@ -76,65 +149,57 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
 
   return {
     async getRecord(req, ctx: HandlerContext) {
-      const { tenant } = principalOf(ctx);
-      const ref = resolve(req.ref, "ref");
-      const record = await find(tenant, ref);
+      const access = deps.access.forCall(ctx);
+      const ref = resolve(access, req.ref, "ref");
+      const record = await findVisible(access, ref);
       if (!record || (record.deleted && !req.includeDeleted)) throw recordNotFound(ref);
-      return create(GetRecordResponseSchema, { record: encodeRecord(ref.collection, record) });
+      return create(GetRecordResponseSchema, { record: encodeVisible(access, ref.collection, [record])[0] });
     },
 
     async batchGetRecords(req, ctx) {
-      const { tenant } = principalOf(ctx);
+      const access = deps.access.forCall(ctx);
       checkBatch(req.refs.length, "refs");
-      const refs = req.refs.map((r, i) => resolve(r, `refs[${i}]`));
-      const found = await Promise.all(refs.map((r) => find(tenant, r)));
+      const refs = req.refs.map((r, i) => resolve(access, r, `refs[${i}]`));
+      const found = await Promise.all(refs.map((r) => findVisible(access, r)));
       const response = create(BatchGetRecordsResponseSchema);
       found.forEach((record, i) => {
-        if (record && (!record.deleted || req.includeDeleted)) response.records.push(encodeRecord(refs[i]!.collection, record));
+        if (record && (!record.deleted || req.includeDeleted)) response.records.push(encodeVisible(access, refs[i]!.collection, [record])[0]!);
         else response.missing.push(req.refs[i]!);
       });
       return response;
     },
 
     async listRecords(req, ctx) {
-      const { tenant } = principalOf(ctx);
-      const set = schemas();
-      const collection = collectionOf(set, req.collection);
+      const access = deps.access.forCall(ctx);
+      const collection = collectionOf(schemas(), req.collection);
+      const view = access.readable(collection);
       const limit = pageSize(req.pageSize);
-      const equals: Record<string, StoredValue> = {};
-      const violations: FieldViolation[] = [];
-      req.filters.forEach((f, i) => {
-        const field = collection.fields.get(f.field);
-        const path = `filters[${i}]`;
-        if (!field) {
-          violations.push({ field: `${path}.field`, description: `${collection.name} has no field ${JSON.stringify(f.field)}`, reason: "UNKNOWN_FIELD" });
-          return;
-        }
-        const decoded = decodeValue(field, f.value ?? create(ValueSchema), { defaultPhoneRegion: set.defaultPhoneRegion, path: `${path}.value` });
-        if (decoded.ok) equals[f.field] = decoded.value;
-        else violations.push(decoded.violation);
-      });
-      if (violations.length > 0) throw invalidArgument("invalid filters", violations);
+      const equals = decodeFilters(access, collection, req.filters);
       const query = { collection: collection.name, equals, deleted: req.includeDeleted };
-      const afterId = decodePageToken(req.pageToken, query);
-      const rows = await deps.store.list({ tenant, collection: collection.name, equals, afterId, limit: limit + 1, includeDeleted: req.includeDeleted });
-      const page = rows.slice(0, limit);
+      const { tenant } = access.principal;
+      const page = await scanPage(
+        (afterId, n) => deps.store.list({ tenant, collection: collection.name, equals, afterId, limit: n, includeDeleted: req.includeDeleted }),
+        (r) => r.id,
+        (r) => view.inScope(r.fields),
+        decodePageToken(req.pageToken, query),
+        limit,
+      );
       return create(ListRecordsResponseSchema, {
-        records: page.map((r) => encodeRecord(collection, r)),
-        nextPageToken: rows.length > limit ? encodePageToken(query, page[page.length - 1]!.id) : "",
+        records: encodeVisible(access, collection, page.items),
+        nextPageToken: page.next === null ? "" : encodePageToken(query, page.next),
       });
     },
 
     async writeRecords(req, ctx) {
-      const principal = principalOf(ctx);
+      const access = deps.access.forCall(ctx);
       checkBatch(req.mutations.length, "mutations");
       const mutations = decodeMutations(schemas(), req.mutations);
-      const results = await deps.pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations });
+      const results = await write(access, mutations);
       return preEncoded(WriteRecordsResponseSchema, encodeWriteRecordsResponse(results));
     },
 
     async deleteRecord(req, ctx) {
-      const principal = principalOf(ctx);
+      const access = deps.access.forCall(ctx);
       const mutation = create(MutationSchema, {
         ref: req.ref,
         delete: true,
@@ -144,24 +209,35 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
         device: req.device,
       });
       const [input] = decodeMutations(schemas(), [mutation]);
-      const [result] = await deps.pipeline.write({ tenant: principal.tenant, actor: principal.subject, mutations: [input!] });
+      const [result] = await write(access, [input!]);
       return create(DeleteRecordResponseSchema, { result: encodeResult(result!) });
     },
 
     async getRecordHistory(req, ctx) {
-      const { tenant } = principalOf(ctx);
-      const ref = resolve(req.ref, "ref");
-      const record = await find(tenant, ref);
+      const access = deps.access.forCall(ctx);
+      const { tenant } = access.principal;
+      const ref = resolve(access, req.ref, "ref");
+      const record = await findVisible(access, ref);
       if (!record) throw recordNotFound(ref);
+      const view = access.view(ref.collection);
+      const rules = view.rulesFor(record.fields)!;
       const limit = pageSize(req.pageSize);
       const query = { collection: ref.collection.name, id: record.id };
       const after = decodePageToken(req.pageToken, query);
       const changes = await deps.store.history({ tenant, collection: ref.collection.name, id: record.id, afterSeq: after ? BigInt(after) : 0n, limit: limit + 1 });
-      const page = changes.slice(0, limit);
+      const page = changes.slice(0, limit).map((c) => ({ seq: c.seq, shown: shownChange(view, rules, c) }));
+      access.readUnmasked(ref.collection.name, page.some((c) => c.shown.unmaskedSensitive.length > 0) ? [record.id] : [], page.flatMap((c) => c.shown.unmaskedSensitive));
       return create(GetRecordHistoryResponseSchema, {
-        changes: page.map((c) => encodeChange(ref.collection, c, deps.store.cursorOf(c.seq))),
+        changes: page.map(({ seq, shown }) => encodeChange(ref.collection, shown.value, deps.store.cursorOf(seq), shown.masked)),
         nextPageToken: changes.length > limit ? encodePageToken(query, page[page.length - 1]!.seq.toString()) : "",
       });
+    },
+
+    exportRecords(req, ctx) {
+      const access = deps.access.forCall(ctx);
+      const collection = collectionOf(schemas(), req.collection);
+      const equals = decodeFilters(access, collection, req.filters);
+      return exportRecords(deps.store, access, collection, { equals, includeDeleted: req.includeDeleted });
     },
   };
 }

@@ -28,6 +28,14 @@ export interface WriteRequest {
   tenant: string;
   actor: string;
   mutations: MutationInput[];
+  /** Authorization (services/access): may refuse a mutation with a DomainError, before and after the merge. */
+  guard?: MutationGuard;
+}
+
+/** Called with each mutation's locked record (null: none) and, after the merge, the record it would leave. */
+export interface MutationGuard {
+  before(current: StoredRecord | null, m: MutationInput): void;
+  after(current: StoredRecord | null, next: StoredRecord | null, m: MutationInput): void;
 }
 
 export interface WritePipelineOptions {
@@ -223,6 +231,7 @@ export class WritePipeline {
     const schema = overlay.schema(m.collection);
     const key = { tenant: req.tenant, collection: m.collection, id };
     const current = overlay.record(key);
+    req.guard?.before(current, m);
     let mutation = m;
     if (m.resolvesTicket) mutation = checkResolution(m, m.resolvesTicket, current, overlay.openTickets(key), overlay, req);
     if (!current && "identity" in m.target && !(m.target.identity.field in m.set)) {
@@ -239,6 +248,7 @@ export class WritePipeline {
       openTickets: overlay.openTickets(key),
       newTicketId: () => newRecordId(),
     });
+    req.guard?.after(current, change?.record ?? current, mutation);
     let changeIndex: number | null = null;
     if (change) {
       // A change that only records decisions leaves the record as it was.

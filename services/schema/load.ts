@@ -78,7 +78,7 @@ const FIELD_KEYS = [
 const FLAG_KEYS = ["required", "core", "sensitive", "identity"] as const;
 const IDENTITY_TYPES: readonly FieldType[] = ["string", "int", "enum"];
 /** Masks that rewrite text, so only meaningful on string fields. */
-const TEXT_MASKS: readonly MaskName[] = ["phone", "id_number", "email"];
+export const TEXT_MASKS: readonly MaskName[] = ["phone", "id_number", "email"];
 const LENGTH_LIMITS: Partial<Record<FieldType, number>> = {
   string: VALUE_LIMITS.stringChars,
   string_list: VALUE_LIMITS.listItems,
@@ -157,7 +157,7 @@ export function defaultMask(sensitive: boolean, normalizers: readonly Normalizer
   return "redact";
 }
 
-type Report = (field: string, description: string, reason?: string) => void;
+export type Report = (field: string, description: string, reason?: string) => void;
 
 function fail(problems: FieldViolation[]): Error {
   const shown = problems
@@ -417,7 +417,7 @@ function parseField(collection: string, name: string, raw: unknown, defaultPolic
   return { name, type, description, ...flags, normalizers, enumValues, policy, mask, maxLength };
 }
 
-function checkKeys(raw: Record<string, unknown>, allowed: readonly string[], base: string, report: Report): void {
+export function checkKeys(raw: Record<string, unknown>, allowed: readonly string[], base: string, report: Report): void {
   for (const key of Object.keys(raw)) {
     if (allowed.includes(key)) continue;
     const hint = suggest(key, allowed);
@@ -425,7 +425,7 @@ function checkKeys(raw: Record<string, unknown>, allowed: readonly string[], bas
   }
 }
 
-function oneOf<T extends string>(raw: unknown, options: readonly T[], what: string, path: string, report: Report): T | null {
+export function oneOf<T extends string>(raw: unknown, options: readonly T[], what: string, path: string, report: Report): T | null {
   if (typeof raw === "string" && (options as readonly string[]).includes(raw)) return raw as T;
   const hint = typeof raw === "string" ? suggest(raw, options) : "";
   report(path, `unknown ${what} ${describeValue(raw)}${hint}: expected one of ${options.join(", ")}`);
@@ -439,12 +439,12 @@ function optionalString(raw: unknown, path: string, report: Report): string {
   return "";
 }
 
-function isMapping(x: unknown): x is Record<string, unknown> {
+export function isMapping(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
 /** What kind of YAML value x is, for messages. */
-function describe(x: unknown): string {
+export function describe(x: unknown): string {
   if (x === null || x === undefined) return "nothing";
   if (Array.isArray(x)) return "a list";
   if (typeof x === "object") return "a mapping";
@@ -452,12 +452,12 @@ function describe(x: unknown): string {
   return `the ${typeof x} ${String(x)}`;
 }
 
-function describeValue(x: unknown): string {
+export function describeValue(x: unknown): string {
   return typeof x === "string" ? JSON.stringify(x) : `(${describe(x)})`;
 }
 
 /** ` (did you mean "x"?)` for a near miss, else "". */
-function suggest(input: string, options: readonly string[]): string {
+export function suggest(input: string, options: readonly string[]): string {
   const lower = input.toLowerCase();
   let best: string | null = null;
   let bestDistance = Infinity;

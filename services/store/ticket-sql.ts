@@ -4,6 +4,7 @@ import type { OpenTicket, TicketCandidate, TicketEdit } from "../records/apply-m
 import type { FieldClock } from "../records/model.js";
 import type { StoredValue } from "../schema/types.js";
 import { clockFromJson, clockToJson, type ClockJson } from "./clock-json.js";
+import { tenantConditions } from "./where.js";
 
 export type TicketStatus = "open" | "resolved" | "dismissed";
 
@@ -177,12 +178,7 @@ export interface TicketQuery {
 }
 
 export async function listTickets(db: Pool, q: TicketQuery): Promise<ConflictTicket[]> {
-  const where = ["tenant = $1"];
-  const params: unknown[] = [q.tenant];
-  const add = (sql: string, v: unknown) => {
-    params.push(v);
-    where.push(sql.replace("?", `$${params.length}`));
-  };
+  const { where, params, add } = tenantConditions(q.tenant);
   if (q.collection) add("collection = ?", q.collection);
   if (q.recordId) add("record_id = ?", q.recordId);
   if (q.field) add("field = ?", q.field);

@@ -69,7 +69,7 @@ export async function startBenchServer(ctx: BenchContext, extraArgs: string[] = 
     [
       // BENCH_PROFILE_DIR=<dir>: write a V8 CPU profile of the server (open it in Chrome DevTools).
       ...(process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROFILE_DIR)}`] : []),
-      "--import", "tsx", path.join(REPO, "services/cli/main.ts"), "serve", "--database-url", pg.url, "--port", "0", "--no-web", ...extraArgs],
+      "--import", "tsx", path.join(REPO, "services/cli/main.ts"), "serve", "--database-url", pg.url, "--port", "0", "--no-web", "--insecure-dev-auth", ...extraArgs],
     { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DELTAMESH_LOG_LEVEL: "warn" } },
   );
   child.stderr!.on("data", (d: Buffer) => ctx.log(`[server] ${d.toString().trimEnd()}`));

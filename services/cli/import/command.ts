@@ -6,6 +6,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { InvalidArgumentError, type Command } from "commander";
 import { DEFAULT_CONFIG_PATH, loadFileConfigSource } from "../../config/file-source.js";
+import { identityHeaders, type IdentityFlags } from "../identity.js";
 import type { CollectionSchema, FieldSchema, SchemaSet } from "../../schema/types.js";
 import { Checkpoint, readCheckpoint } from "./checkpoint.js";
 import { addOutcomes, emptyCounts, formatSummary, ProgressLine, type Counts, type ProgressOptions } from "./progress.js";
@@ -36,14 +37,12 @@ object per row with its line number, key and reasons; the other rows are
 still imported. Exit status: 0 every row imported, 2 some rows rejected,
 1 the import stopped (re-run it to finish).`;
 
-export interface ImportOptions {
+export interface ImportOptions extends IdentityFlags {
   file: string;
   collection: string;
   key: string;
   server: string;
   config?: string;
-  tenant?: string;
-  as?: string;
   format?: string;
   report?: string;
   batchSize: number;
@@ -117,10 +116,7 @@ export async function runImport(o: ImportOptions, progressOut: ProgressOptions["
   const resumedAfter = resume?.settledThrough ?? 0;
   if (resumedAfter > 0) progressOut.write(`resuming after line ${resumedAfter}: the rows up to it were settled by an earlier run\n`);
 
-  const client = createImportWriteClient(o.server, {
-    ...(o.tenant ? { "x-deltamesh-tenant": o.tenant } : {}),
-    ...(o.as ? { "x-deltamesh-subject": o.as } : {}),
-  });
+  const client = createImportWriteClient(o.server, identityHeaders(o));
   const report = RejectReport.open(o.report ?? `${o.file}.rejected.jsonl`, resume ? resumedAfter : null);
   const checkpoint = Checkpoint.open(statePath, signature, resume);
   const counts = emptyCounts();

@@ -12,7 +12,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scratchDir } from "../../support/env.js";
 import { writeCustomerCsv, type ImportExpectation } from "../../support/import-data.js";
-import { startTestNode, type TestNode } from "../../support/node.js";
+import { bearerToken, startTestNode, type TestNode } from "../../support/node.js";
 
 const BIN = fileURLToPath(new URL("../../../bin/deltamesh.mjs", import.meta.url));
 const TENANT = "importer";
@@ -29,7 +29,7 @@ interface Run {
 async function runImport(node: TestNode, file: string, killWhen?: (settled: number) => boolean): Promise<Run> {
   const child = spawn(
     process.execPath,
-    [BIN, "import", file, "--collection", "customers", "--key", "erp_id", "--server", node.grpcAddress, "--tenant", TENANT, "--progress-interval", "0.2"],
+    [BIN, "import", file, "--collection", "customers", "--key", "erp_id", "--server", node.grpcAddress, "--token", bearerToken({ tenant: TENANT }), "--progress-interval", "0.2"],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let stdout = "";

@@ -129,7 +129,7 @@ describe.each([
     expect(again.code).toBe(Code.FailedPrecondition);
     const info = again.findDetails(ErrorInfoSchema)[0]!;
     expect(info.reason).toBe("TICKET_ALREADY_RESOLVED");
-    expect(info.metadata.resolved_by).toBe("anonymous");
+    expect(info.metadata.resolved_by).toBe("tester");
     expect(info.metadata.version).toBe(String(resolved.result!.version));
   });
 

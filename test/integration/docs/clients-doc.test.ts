@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConflictService, TicketStatus } from "../../../gen/deltamesh/v1/conflicts_pb.js";
-import { startTestNode, type TestNode } from "../../support/node.js";
+import { bearerToken, startTestNode, type TestNode } from "../../support/node.js";
 
 const DOC = fileURLToPath(new URL("../../../docs/clients.md", import.meta.url));
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
@@ -49,7 +49,8 @@ describe("docs/clients.md buf curl examples", () => {
     expect(blocks.length).toBeGreaterThan(8);
     // The first block sets up $DM and the dmcurl alias; every block runs after it.
     const setup = blocks[0]!.split("\n").filter((l) => /^(export|alias) /.test(l)).join("\n");
-    const env: Record<string, string> = {};
+    // The token the page's readers export: a tenant "acme" admin signed by the test issuer.
+    const env: Record<string, string> = { DELTAMESH_TOKEN: bearerToken({ tenant: "acme" }) };
     let all = "";
     for (const block of blocks) {
       if (block.includes("$TICKET") && !env.TICKET) {

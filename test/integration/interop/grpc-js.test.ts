@@ -6,7 +6,7 @@ import { SERVED } from "../../../services/platform/server.js";
 import { runRecordsScenario } from "../../interop/grpc-js/scenario-records.js";
 import { createProtoLoaderClient, expectFailure, type Plain, type ProtoLoaderClient } from "../../interop/grpc-js/client.js";
 import type { RecordsObserved } from "../../interop/records-observed.js";
-import { startTestNode, type TestNode } from "../../support/node.js";
+import { identityHeaders, startTestNode, type TestNode } from "../../support/node.js";
 import { recordsScenarioTests } from "./records-expectations.js";
 
 const FILES = ["deltamesh/v1/records.proto", "deltamesh/v1/conflicts.proto", "health/v1/health.proto", "grpc/reflection/v1/reflection.proto"];
@@ -18,7 +18,7 @@ describe("grpc-js client from proto-loader", () => {
 
   beforeAll(async () => {
     node = await startTestNode();
-    client = createProtoLoaderClient(node.grpcAddress, FILES, { "x-deltamesh-tenant": "grpc-js-interop" });
+    client = createProtoLoaderClient(node.grpcAddress, FILES, identityHeaders({ tenant: "grpc-js-interop", subject: "grpc-js-interop" }));
     observed = await runRecordsScenario(client, "js");
   });
 

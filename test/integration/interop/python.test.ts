@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SERVED } from "../../../services/platform/server.js";
 import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { generatePythonStubs, PYTHON_DIR, SYSTEM_PYTHON } from "../../interop/python/codegen.js";
-import { startTestNode, type TestNode } from "../../support/node.js";
+import { bearerToken, startTestNode, type TestNode } from "../../support/node.js";
 import { byKey, str } from "../../support/rpc.js";
 import type { DecodedError, RecordsObserved } from "../../interop/records-observed.js";
 import { recordsScenarioTests } from "./records-expectations.js";
@@ -38,7 +38,7 @@ describe("Python grpcio client", () => {
     [node] = await Promise.all([startTestNode(), generatePythonStubs()]);
     const { stdout } = await run(
       SYSTEM_PYTHON,
-      [path.join(PYTHON_DIR, "scenario.py"), "--target", node.grpcAddress, "--tenant", TENANT, "--prefix", "py", "records", "introspection"],
+      [path.join(PYTHON_DIR, "scenario.py"), "--target", node.grpcAddress, "--token", bearerToken({ tenant: TENANT, subject: "python-interop" }), "--prefix", "py", "records", "introspection"],
       { cwd: PYTHON_DIR, timeout: 60_000 },
     );
     observed = JSON.parse(stdout) as Observed;

@@ -243,8 +243,8 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     // Each change carries the clock it gave the fields it touched.
     expect(all[0]!.clocks.name).toMatchObject({ version: 1n, source: "sales-app", device: "phone-7" });
     expect(all[0]!.clocks.name!.hlc >> 16n).toBe(BigInt(edit.getTime()));
-    expect(all[2]!.clocks.visits).toMatchObject({ version: 3n, source: "crm-desktop", device: "pc-2", actor: "anonymous" });
-    expect(all.every((c) => c.actor === "anonymous")).toBe(true);
+    expect(all[2]!.clocks.visits).toMatchObject({ version: 3n, source: "crm-desktop", device: "pc-2", actor: "tester" });
+    expect(all.every((c) => c.actor === "tester")).toBe(true); // the authenticated subject of the test token
     expect(rest.nextPageToken).toBe("");
   });
 });

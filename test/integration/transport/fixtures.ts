@@ -34,7 +34,7 @@ export class Probe {
 const stringValue = (value: string) => ({ kind: { case: "stringValue" as const, value } });
 
 /** A RecordService whose GetRecord behaviour is chosen by the requested id. */
-export function createTestRecordService(probe: Probe): ServiceImpl<typeof RecordService> {
+export function createTestRecordService(probe: Probe): Partial<ServiceImpl<typeof RecordService>> {
   return {
     async getRecord(req, ctx) {
       const ref = req.ref;

@@ -21,10 +21,18 @@ DETAILS_TRAILER = "grpc-status-details-bin"
 class Client:
     """Stubs of every deltamesh service on one channel, with identity metadata."""
 
-    def __init__(self, target, tenant="", subject=""):
+    def __init__(self, target, token="", tenant="", subject=""):
         self.channel = grpc.insecure_channel(target)
+        # A bearer token, as a production node verifies it; the x-deltamesh-*
+        # headers are only read by a node in development mode.
         self.metadata = tuple(
-            (k, v) for k, v in (("x-deltamesh-tenant", tenant), ("x-deltamesh-subject", subject)) if v
+            (k, v)
+            for k, v in (
+                ("authorization", f"Bearer {token}" if token else ""),
+                ("x-deltamesh-tenant", tenant),
+                ("x-deltamesh-subject", subject),
+            )
+            if v
         )
         self.records = records_pb2_grpc.RecordServiceStub(self.channel)
         self.conflicts = conflicts_pb2_grpc.ConflictServiceStub(self.channel)

@@ -1,7 +1,7 @@
 """Runs named interop scenarios against a deltamesh node and prints one JSON
 object: scenario name -> what the client observed. The vitest side asserts.
 
-    /usr/bin/python3 scenario.py --target 127.0.0.1:50051 --tenant t1 records introspection
+    /usr/bin/python3 scenario.py --target 127.0.0.1:50051 --token "$JWT" records introspection
 
 Scenarios of services that are not built yet (change streams with resume,
 masked reads) join SCENARIOS as their services land.
@@ -24,13 +24,14 @@ SCENARIOS = {
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", required=True, help="host:port of the node's native gRPC listener")
+    parser.add_argument("--token", default="", help="bearer token (JWT) the node verifies")
     parser.add_argument("--tenant", default="", help="tenant (dev auth header)")
     parser.add_argument("--subject", default="python-interop", help="caller subject (dev auth header)")
     parser.add_argument("--prefix", default="py", help="prefix of the keys this run writes")
     parser.add_argument("scenarios", nargs="+", choices=sorted(SCENARIOS))
     args = parser.parse_args()
 
-    client = Client(args.target, tenant=args.tenant, subject=args.subject)
+    client = Client(args.target, token=args.token, tenant=args.tenant, subject=args.subject)
     try:
         results = {name: SCENARIOS[name](client, args.prefix) for name in args.scenarios}
     finally:

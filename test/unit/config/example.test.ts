@@ -49,8 +49,8 @@ describe("config/example.yaml", async () => {
     });
   });
 
-  it("is plain YAML without other sections yet", async () => {
+  it("is plain YAML with the schema and policy sections", async () => {
     const doc = parseConfigText(await readFile(DEFAULT_CONFIG_PATH, "utf8")) as Record<string, unknown>;
-    expect(Object.keys(doc)).toEqual(["default_phone_region", "sources", "collections"]);
+    expect(Object.keys(doc)).toEqual(["default_phone_region", "sources", "collections", "policies"]);
   });
 });

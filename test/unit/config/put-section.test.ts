@@ -52,9 +52,11 @@ describe.each(sources)("putSection on the %s source", (_name, open) => {
     const before = src.current();
     const seen: string[] = [];
     src.onChange((s) => seen.push(s.revision));
-    const after = await src.putSection("policies", { roles: { sales: { read: ["customers"] } } }, before.revision);
+    const policies = { roles: { sales: { grants: [{ collections: ["customers"], actions: ["read"] }] } } };
+    const after = await src.putSection("policies", policies, before.revision);
     expect(after.revision).not.toBe(before.revision);
-    expect(after.doc.policies).toEqual({ roles: { sales: { read: ["customers"] } } });
+    expect(after.doc.policies).toEqual(policies);
+    expect([...after.policy.roles.keys()]).toEqual(["sales"]);
     expect(src.current().revision).toBe(after.revision);
     expect(seen).toEqual([after.revision]);
     await src.close();

@@ -28,11 +28,19 @@ function thrown(fn: () => unknown): DomainError {
 
 describe("buildSnapshot", () => {
   it("validates schemas and keeps other sections in doc", () => {
-    const s = buildSnapshot(doc({ policies: { roles: ["x"] }, labels: { days: 7 } }), "r1");
+    const s = buildSnapshot(doc({ labels: { days: 7 } }), "r1");
     expect(s.revision).toBe("r1");
     expect([...s.schemas.collections.keys()]).toEqual(["customers"]);
-    expect(s.doc.policies).toEqual({ roles: ["x"] });
     expect(s.doc.labels).toEqual({ days: 7 });
+  });
+
+  it("validates and compiles the policies section against the schemas; a bad one refuses the document", () => {
+    const policies = { roles: { r: { grants: [{ collections: ["customers"], actions: ["read"], scope: "record.name == principal.sub" }] } } };
+    const s = buildSnapshot(doc({ policies }), "r1");
+    expect(s.policy.roles.get("r")!.grants[0]!.scope!.recordFields).toEqual(["name"]);
+    expect(s.policy.revision).toBe("r1");
+    expect(s.doc.policies).toEqual(policies);
+    expect(() => buildSnapshot(doc({ policies: { roles: ["x"] } }), "r2")).toThrow(/invalid policy/);
   });
 
   it("freezes a copy of the document", () => {
