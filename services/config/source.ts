@@ -13,11 +13,14 @@ import { createHash } from "node:crypto";
 import { DomainError, invalidArgument, isDomainError } from "../platform/errors.js";
 import { parseSchemaSet } from "../schema/load.js";
 import type { SchemaSet } from "../schema/types.js";
+import { parseStreamSettings, type StreamSettings } from "../changes/settings.js";
 
 export interface ConfigSnapshot {
   /** Identifies the document (a short content hash for files; the etcd revision later). */
   revision: string;
   schemas: SchemaSet;
+  /** The `streams` section (services/changes/settings.ts). */
+  streams: StreamSettings;
   /** The raw document, all sections, deep-frozen. */
   doc: Record<string, unknown>;
 }
@@ -62,7 +65,8 @@ export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
     );
   }
   const schemas = parseSchemaSet(doc);
-  return { revision, schemas, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
+  const streams = parseStreamSettings((doc as Record<string, unknown>).streams);
+  return { revision, schemas, streams, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
 }
 
 /** A short (12 hex digits) sha256 of a document's text. */

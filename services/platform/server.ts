@@ -4,14 +4,18 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ChangeService } from "../../gen/deltamesh/v1/changes_pb.js";
 import { ConflictService } from "../../gen/deltamesh/v1/conflicts_pb.js";
 import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
+import { createChangeService } from "../changes/handlers.js";
+import { ChangeStreams } from "../changes/streams.js";
 import { createConflictService } from "../conflicts/handlers.js";
 import { loadFileConfigSource } from "../config/file-source.js";
 import type { ConfigSource } from "../config/source.js";
 import { createRecordService } from "../records/handlers.js";
 import { WritePipeline } from "../records/write-pipeline.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "../store/embedded-postgres.js";
+import { ChangeReader } from "../store/change-reader.js";
 import { RecordStore } from "../store/record-store.js";
 import { HealthState } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -28,17 +32,19 @@ export interface RunningNode {
   store: RecordStore;
   config: ConfigSource;
   log: Logger;
+  /** Change streams: stream statistics, and view swaps for open streams. */
+  streams: ChangeStreams;
   /** Drains and stops everything; safe to call more than once. */
   stop(): Promise<void>;
 }
 
 /** The services every node hosts, by the name their health status uses. */
-export const SERVED: readonly DescService[] = [RecordService, ConflictService];
+export const SERVED: readonly DescService[] = [RecordService, ConflictService, ChangeService];
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
   const config = await loadFileConfigSource(cfg.configFile, { watch: true });
   const health = new HealthState();
-  let ready: { store: RecordStore; pipeline: WritePipeline } | null = null;
+  let ready: { store: RecordStore; pipeline: WritePipeline; streams: ChangeStreams } | null = null;
 
   // Calls that arrive while the database is still starting get UNAVAILABLE, a
   // status every gRPC client retries; health says NOT_SERVING meanwhile.
@@ -62,11 +68,15 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     get pipeline() {
       return ready!.pipeline;
     },
+    get streams() {
+      return ready!.streams;
+    },
     config,
   };
   const services: ServedService[] = [
     { service: RecordService, impl: createRecordService(deps) },
     { service: ConflictService, impl: createConflictService(deps) },
+    { service: ChangeService, impl: createChangeService(deps) },
   ];
 
   const tls = cfg.tls ? await loadTls(cfg.tls) : undefined;
@@ -96,7 +106,12 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       url = embedded.url;
     }
     store = await RecordStore.open({ url });
-    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas) };
+    const streams = new ChangeStreams(ChangeReader.of(store), config, log);
+    await streams.start().catch(async (e: unknown) => {
+      await store.close();
+      throw e;
+    });
+    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas), streams };
     health.setServing("", true);
     for (const s of SERVED) health.setServing(s.typeName, true);
     log.info({ configRevision: config.current().revision }, "ready");
@@ -114,11 +129,13 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     store,
     config,
     log,
+    streams: ready.streams,
     stop() {
       stopping ??= (async () => {
         log.info("shutting down: draining calls");
         await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs)]);
         await ready?.pipeline.drain();
+        await ready?.streams.stop();
         await store.close();
         await embedded?.stop();
         await config.close();

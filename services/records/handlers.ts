@@ -11,15 +11,14 @@ import {
   RecordService,
   WriteRecordsResponseSchema,
 } from "../../gen/deltamesh/v1/records_pb.js";
-import { MutationSchema, ValueSchema, type RecordRef } from "../../gen/deltamesh/v1/types_pb.js";
+import { MutationSchema, type RecordRef } from "../../gen/deltamesh/v1/types_pb.js";
 import type { ConfigSource } from "../config/source.js";
 import { DomainError, invalidArgument, type FieldViolation } from "../platform/errors.js";
 import { decodePageToken, encodePageToken, pageSize } from "../platform/page-token.js";
 import { principalOf } from "../platform/principal.js";
-import type { SchemaSet, StoredValue } from "../schema/types.js";
-import { decodeValue } from "../schema/values.js";
+import type { SchemaSet } from "../schema/types.js";
 import { identityKeyString, type RecordStore } from "../store/record-store.js";
-import { collectionOf, decodeMutations, decodeRef, encodeChange, encodeRecord, encodeResult, type ResolvedRef } from "./convert.js";
+import { collectionOf, decodeFilters, decodeMutations, decodeRef, encodeChange, encodeRecord, encodeResult, type ResolvedRef } from "./convert.js";
 import type { StoredRecord } from "./model.js";
 import type { WritePipeline } from "./write-pipeline.js";
 
@@ -99,19 +98,8 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
       const set = schemas();
       const collection = collectionOf(set, req.collection);
       const limit = pageSize(req.pageSize);
-      const equals: Record<string, StoredValue> = {};
       const violations: FieldViolation[] = [];
-      req.filters.forEach((f, i) => {
-        const field = collection.fields.get(f.field);
-        const path = `filters[${i}]`;
-        if (!field) {
-          violations.push({ field: `${path}.field`, description: `${collection.name} has no field ${JSON.stringify(f.field)}`, reason: "UNKNOWN_FIELD" });
-          return;
-        }
-        const decoded = decodeValue(field, f.value ?? create(ValueSchema), { defaultPhoneRegion: set.defaultPhoneRegion, path: `${path}.value` });
-        if (decoded.ok) equals[f.field] = decoded.value;
-        else violations.push(decoded.violation);
-      });
+      const equals = decodeFilters(set, collection, req.filters, "filters", violations);
       if (violations.length > 0) throw invalidArgument("invalid filters", violations);
       const query = { collection: collection.name, equals, deleted: req.includeDeleted };
       const afterId = decodePageToken(req.pageToken, query);

@@ -8,6 +8,7 @@ import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
 import { encodeCursor } from "../changes/cursor.js";
 import { appendChanges, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
 import { clockFromJson, clockToJson, clocksFromJson, clocksToJson, type ClockJson } from "./clock-json.js";
@@ -83,6 +84,9 @@ export interface ChangeDraft {
   source: string;
   device: string;
   clientMutationId: string;
+  /** The record's fields before (null: it did not exist) and after the change, for change streams. */
+  fieldsBefore: Record<string, StoredValue> | null;
+  fieldsAfter: Record<string, StoredValue>;
 }
 
 export interface AppliedMutation {
@@ -126,7 +130,8 @@ export function identityKeyString(k: IdentityLookup): string {
   return `${k.tenant}\u0000${k.collection}\u0000${k.field}\u0000${JSON.stringify(k.value)}`;
 }
 
-interface RecordRow {
+/** A `records` row as the driver returns it (also read by ./change-reader.ts). */
+export interface RecordRow {
   tenant: string;
   collection: string;
   id: string;
@@ -164,7 +169,7 @@ interface DeltaJson {
 
 type OutcomeJson = Omit<FieldOutcome, "winner"> & { winner?: ClockJson };
 
-const RECORD_COLUMNS = "tenant, collection, id, version, fields, clocks, deleted, create_time, update_time";
+export const RECORD_COLUMNS = "tenant, collection, id, version, fields, clocks, deleted, create_time, update_time";
 
 export class RecordStore {
   private constructor(
@@ -222,18 +227,7 @@ export class RecordStore {
   }
 
   async list(q: ListQuery): Promise<StoredRecord[]> {
-    const params: unknown[] = [q.tenant, q.collection, q.afterId, q.limit];
-    let where = "tenant = $1 AND collection = $2 AND id > $3";
-    if (!q.includeDeleted) where += " AND NOT deleted";
-    if (Object.keys(q.equals).length > 0) {
-      params.push(JSON.stringify(q.equals));
-      where += ` AND fields @> $${params.length}::jsonb`;
-    }
-    const res = await this.query<RecordRow>(
-      `SELECT ${RECORD_COLUMNS} FROM records WHERE ${where} ORDER BY id LIMIT $4`,
-      params,
-    );
-    return res.rows.map(toRecord);
+    return this.run(() => listRecords(this.pool, q));
   }
 
   async history(q: HistoryQuery): Promise<ChangeEntry[]> {
@@ -415,6 +409,19 @@ async function resolveIdentities(
   );
 }
 
+/** A ListQuery's page (also read inside change-stream snapshots, ./change-reader.ts). */
+export async function listRecords(db: Pool | PoolClient, q: ListQuery): Promise<StoredRecord[]> {
+  const params: unknown[] = [q.tenant, q.collection, q.afterId, q.limit];
+  let where = "tenant = $1 AND collection = $2 AND id > $3";
+  if (!q.includeDeleted) where += " AND NOT deleted";
+  if (Object.keys(q.equals).length > 0) {
+    params.push(JSON.stringify(q.equals));
+    where += ` AND fields @> $${params.length}::jsonb`;
+  }
+  const res = await db.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE ${where} ORDER BY id LIMIT $4`, params);
+  return res.rows.map(toRecord);
+}
+
 function keyParams(keys: readonly KeyEdit[]): string[][] {
   return [
     keys.map((k) => k.tenant),
@@ -432,7 +439,7 @@ function toChangeRow(c: ChangeDraft): ChangeRow {
     clocks: clocksToJson(c.clocks),
     decisions: c.decisions.map(outcomeToJson),
   };
-  return { ...c, delta };
+  return { ...c, delta, ...changeImage(c.fieldsBefore, c.fieldsAfter, c.set, c.cleared) };
 }
 
 function outcomeToJson(o: FieldOutcome): OutcomeJson {
@@ -455,7 +462,7 @@ function fromResultJson(r: ResultJson): MutationResult {
   return { ...r, fields: r.fields.map(outcomeFromJson) };
 }
 
-function toRecord(r: RecordRow): StoredRecord {
+export function toRecord(r: RecordRow): StoredRecord {
   return {
     tenant: r.tenant,
     collection: r.collection,

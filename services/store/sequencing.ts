@@ -41,6 +41,9 @@ export interface ChangeRow {
   source: string;
   device: string;
   clientMutationId: string;
+  /** Record fields after the change, and before-values of the fields it touched (see migration 0003). */
+  image?: unknown;
+  prior?: unknown;
 }
 
 /**
@@ -53,11 +56,11 @@ export async function appendChanges(client: PoolClient, rows: readonly ChangeRow
   if (mode === "commit-lock") await client.query("SELECT pg_advisory_xact_lock($1)", [SEQUENCING_LOCK_KEY]);
   const res = await client.query<{ seq: string; ord: string }>(
     `INSERT INTO changes (tenant, collection, record_id, old_version, new_version, delta, created, deleted,
-                          actor, source, device, client_mutation_id)
-     SELECT t, c, r, ov, nv, d, cr, de, a, s, dv, m
+                          actor, source, device, client_mutation_id, image, prior)
+     SELECT t, c, r, ov, nv, d, cr, de, a, s, dv, m, im, pr
        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::jsonb[], $7::bool[],
-                   $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[])
-            WITH ORDINALITY AS u(t, c, r, ov, nv, d, cr, de, a, s, dv, m, ord)
+                   $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[], $14::jsonb[])
+            WITH ORDINALITY AS u(t, c, r, ov, nv, d, cr, de, a, s, dv, m, im, pr, ord)
       ORDER BY ord
      RETURNING seq`,
     [
@@ -73,6 +76,8 @@ export async function appendChanges(client: PoolClient, rows: readonly ChangeRow
       rows.map((r) => r.source),
       rows.map((r) => r.device),
       rows.map((r) => r.clientMutationId),
+      rows.map((r) => (r.image === undefined ? null : JSON.stringify(r.image))),
+      rows.map((r) => (r.prior === undefined ? null : JSON.stringify(r.prior))),
     ],
   );
   // INSERT ... SELECT ... ORDER BY draws nextval in that order, so seqs ascend
