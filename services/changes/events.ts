@@ -13,13 +13,8 @@ import type { SubscriberView } from "./view.js";
 export type ScopeReason = "fields" | "policy" | "restored";
 
 /** A record as an event carries it (enter_scope, snapshot): visible fields only. */
-export interface EventRecord {
-  tenant: string;
-  collection: string;
-  id: string;
-  version: number;
-  fields: Record<string, StoredValue>;
-  clocks: Record<string, FieldClock>;
+export interface EventRecord extends Omit<StoredRecord, "deleted" | "createTime" | "updateTime"> {
+  /** Null when the event does not know it (enter_scope from a change). */
   createTime: Date | null;
   updateTime: Date | null;
 }

@@ -9,7 +9,7 @@
 import pg from "pg";
 import type { Pool } from "pg";
 import type { StoredValue } from "../schema/types.js";
-import type { FieldClock, StoredRecord } from "../records/model.js";
+import type { ChangeEntry, StoredRecord } from "../records/model.js";
 import { clocksFromJson, type ClockJson } from "./clock-json.js";
 import { toStoreError } from "./pg-errors.js";
 import { listRecords, type ListQuery, type RecordStore } from "./record-store.js";
@@ -20,19 +20,11 @@ export const CHANGES_CHANNEL = "deltamesh_changes";
 export const FLOOR_KEY = "change_log_floor";
 
 /** One change as streams need it. */
-export interface LogChange {
-  seq: bigint;
-  tenant: string;
-  collection: string;
-  recordId: string;
-  oldVersion: number;
-  newVersion: number;
-  set: Record<string, StoredValue>;
-  cleared: string[];
-  clocks: Record<string, FieldClock>;
-  created: boolean;
-  deleted: boolean;
-  commitTime: Date;
+export interface LogChange
+  extends Pick<
+    ChangeEntry,
+    "seq" | "tenant" | "collection" | "recordId" | "oldVersion" | "newVersion" | "set" | "cleared" | "clocks" | "created" | "deleted" | "commitTime"
+  > {
   /**
    * The record's fields after the change and before-values of the touched
    * fields, parsed on first use (many views never need them). Null for rows
