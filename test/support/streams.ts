@@ -2,7 +2,9 @@
 // array that tests can wait on, and compact event views for assertions.
 import { ConnectError } from "@connectrpc/connect";
 import type { ChangeEvent, SubscribeRequest, SubscribeResponse } from "../../gen/deltamesh/v1/changes_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { toJson, type MessageInitShape } from "@bufbuild/protobuf";
+import type { FieldFilterSchema } from "../../gen/deltamesh/v1/records_pb.js";
+import { ValueSchema, type Value } from "../../gen/deltamesh/v1/types_pb.js";
 import type { SubscribeRequestSchema } from "../../gen/deltamesh/v1/changes_pb.js";
 
 export type SubscribeInit = MessageInitShape<typeof SubscribeRequestSchema>;
@@ -126,3 +128,35 @@ export function eventRecord(e: ChangeEvent): { id: string; collection: string; v
 }
 
 export type { SubscribeRequest };
+
+/** Records as comparable JSON: id -> {version, fields}. */
+export type CopyJson = Record<string, { version: string; fields: Record<string, unknown> }>;
+
+interface Listable {
+  listRecords(req: { collection: string; pageSize: number; pageToken: string; filters?: MessageInitShape<typeof FieldFilterSchema>[] }): Promise<{
+    records: { id: string; version: bigint; fields: Record<string, Value> }[];
+    nextPageToken: string;
+  }>;
+}
+
+const valuesJson = (fields: Record<string, Value>) =>
+  Object.fromEntries(Object.entries(fields).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, toJson(ValueSchema, v)]));
+
+/** Every (non-deleted) record of a collection as the server has it now. */
+export async function serverCopy(client: Listable, collection: string, filters: MessageInitShape<typeof FieldFilterSchema>[] = []): Promise<CopyJson> {
+  const out: CopyJson = {};
+  let pageToken = "";
+  do {
+    const page = await client.listRecords({ collection, pageSize: 1000, pageToken, filters });
+    for (const r of page.records) out[r.id] = { version: r.version.toString(), fields: valuesJson(r.fields) };
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return out;
+}
+
+/** A replica's (or any id -> record map's) copy as comparable JSON. */
+export function copyJson(records: Iterable<{ id: string; version: bigint; fields: Record<string, Value> }>): CopyJson {
+  const out: CopyJson = {};
+  for (const r of records) out[r.id] = { version: r.version.toString(), fields: valuesJson(r.fields) };
+  return out;
+}
