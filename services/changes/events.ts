@@ -8,7 +8,7 @@ import { DELETED_FIELD } from "../records/apply-mutation.js";
 import type { FieldClock, StoredRecord } from "../records/model.js";
 import { fieldsBefore } from "../store/change-image.js";
 import type { LogChange } from "../store/change-reader.js";
-import type { SubscriberView } from "./view.js";
+import type { RecordState, SubscriberView } from "./view.js";
 
 export type ScopeReason = "fields" | "policy" | "restored";
 
@@ -38,10 +38,10 @@ export type StreamEvent =
 
 /** The record's state around one change, as views judge it. */
 export interface ChangeStates {
-  /** Fields before, or null when the record did not exist or was deleted. */
-  before: Readonly<Record<string, StoredValue>> | null;
-  /** Fields after, or null when the change deleted the record. */
-  after: Readonly<Record<string, StoredValue>> | null;
+  /** State before, or null when the record did not exist or was deleted. */
+  before: RecordState | null;
+  /** State after, or null when the change deleted the record. */
+  after: RecordState | null;
   /** The change restored a deleted record. */
   restored: boolean;
 }
@@ -52,18 +52,31 @@ export function changesRecord(c: LogChange): boolean {
 }
 
 /**
- * Before/after states of a change. Rows written before migration 0003 have no
+ * Before/after states of a change. Their fields are built on first read, so
+ * a view that judges nothing by fields (no filters, no row scope) never
+ * parses the change's image. Rows written before migration 0003 have no
  * image: their after-state is approximated by the delta and their
  * before-state is unknown (treated as empty).
  */
 export function changeStates(c: LogChange): ChangeStates {
-  const image = c.image();
   const restored = !c.created && !c.deleted && c.clocks[DELETED_FIELD] !== undefined;
-  const existedVisible = !c.created && !restored;
-  if (image === null) return { before: existedVisible ? {} : null, after: c.deleted ? null : c.set, restored };
+  const lazy = (version: number, build: () => Readonly<Record<string, StoredValue>>): RecordState => {
+    let fields: Readonly<Record<string, StoredValue>> | undefined;
+    return {
+      collection: c.collection,
+      id: c.recordId,
+      version,
+      get fields() {
+        return (fields ??= build());
+      },
+    };
+  };
   return {
-    before: existedVisible ? fieldsBefore(image, c.prior() ?? {}, c.set, c.cleared) : null,
-    after: c.deleted ? null : image,
+    before: c.created || restored ? null : lazy(c.oldVersion, () => {
+      const image = c.image();
+      return image === null ? {} : fieldsBefore(image, c.prior() ?? {}, c.set, c.cleared);
+    }),
+    after: c.deleted ? null : lazy(c.newVersion, () => c.image() ?? c.set),
     restored,
   };
 }
@@ -92,9 +105,8 @@ export function viewRecord(view: SubscriberView, r: StoredRecord): EventRecord {
 export function changeEvent(c: LogChange, view: SubscriberView): StreamEvent | null {
   if (c.tenant !== view.tenant || !changesRecord(c) || !view.collections.includes(c.collection)) return null;
   const s = changeStates(c);
-  const state = (fields: Readonly<Record<string, StoredValue>>) => ({ collection: c.collection, id: c.recordId, version: c.newVersion, fields });
-  const wasIn = s.before !== null && view.admits({ ...state(s.before), version: c.oldVersion });
-  const isIn = s.after !== null && view.admits(state(s.after));
+  const wasIn = s.before !== null && view.admits(s.before);
+  const isIn = s.after !== null && view.admits(s.after);
   if (wasIn && isIn) return upsert(c, view, false);
   if (isIn) {
     if (c.created) return upsert(c, view, true);
@@ -108,7 +120,7 @@ export function changeEvent(c: LogChange, view: SubscriberView): StreamEvent | n
         collection: c.collection,
         id: c.recordId,
         version: c.newVersion,
-        fields: view.project(c.collection, s.after!),
+        fields: view.project(c.collection, s.after!.fields),
         // The log holds the clocks this change set; the record's others are in GetRecord.
         clocks: visibleClocks(view, c.collection, c.clocks),
         createTime: null,

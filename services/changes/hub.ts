@@ -13,6 +13,9 @@ import { changeEvent, changesRecord, type StreamEvent } from "./events.js";
 import type { Subscriber } from "./subscriber.js";
 import type { SubscriberView } from "./view.js";
 
+/** Placeholder for slots of forgotten recent changes (never read: they are below recentHead). */
+const FORGOTTEN = null as unknown as LogChange;
+
 /** Encodes one event for one view; injected so the hub needs no schemas. */
 export type EventEncoder = (ev: StreamEvent, cursor: string) => Uint8Array;
 
@@ -179,9 +182,11 @@ export class ChangeHub {
     this.recent.push(c);
     while (this.recent.length - this.recentHead > limit) {
       this.recentFrom = this.recent[this.recentHead]!.seq;
+      // Let go of the forgotten change now (its image can be large), not at the next compaction.
+      this.recent[this.recentHead] = FORGOTTEN;
       this.recentHead++;
     }
-    if (this.recentHead > 4096 && this.recentHead * 2 > this.recent.length) {
+    if (this.recentHead >= 1024 && this.recentHead * 2 > this.recent.length) {
       this.recent = this.recent.slice(this.recentHead);
       this.recentHead = 0;
     }

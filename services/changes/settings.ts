@@ -27,7 +27,7 @@ export const DEFAULT_STREAM_SETTINGS: Readonly<StreamSettings> = Object.freeze({
   maxBufferedBytes: 16 * 1024 * 1024,
   pollIntervalMs: 1_000,
   batchDelayMs: 5,
-  recentChanges: 4_096,
+  recentChanges: 1_024,
   maxMessageBytes: 256 * 1024,
 });
 

@@ -321,7 +321,8 @@ export class ChangeStreams implements StreamStatsSource {
     const bound = upTo ?? (1n << 63n) - 1n;
     let changes: LogChange[] | null = upTo === null || upTo <= this.hub.position ? this.hub.recentAfter(sub.position, PAGE, bound) : null;
     if (changes === null) {
-      const page = await this.reader.readPage(sub.position, PAGE, bound);
+      const page = await this.reader.readPage(sub.position, sub.pages.next, bound);
+      sub.pages.observe(page.changes.length, page.size);
       if (page.floor > sub.position) {
         throw cursorExpired(this.cursorOf(page.floor), page.floor, "retention deleted changes this stream had not read yet");
       }

@@ -4,6 +4,7 @@
 // resumes from the last cursor it was sent), so a slow client costs the
 // server at most its buffer, never unbounded memory.
 import type { EncodedEvent } from "./encode.js";
+import { PageSizer } from "./page-size.js";
 import type { SubscriberView } from "./view.js";
 
 export interface BufferLimits {
@@ -15,6 +16,8 @@ export interface BufferLimits {
 export type Ending = { kind: "overflow" } | { kind: "expired"; floor: bigint } | { kind: "closed" };
 
 let nextId = 1;
+/** Placeholder for slots already taken (never read: they are below head). */
+const TAKEN = null as unknown as EncodedEvent;
 
 export class Subscriber {
   readonly id = nextId++;
@@ -30,6 +33,8 @@ export class Subscriber {
   /** A replacement view waiting to be swapped in (see ChangeStreams.replaceViews). */
   pendingView: SubscriberView | null = null;
   live = false;
+  /** Page sizes of this subscriber's history reads. */
+  readonly pages = new PageSizer();
 
   private queue: EncodedEvent[] = [];
   private head = 0;
@@ -95,13 +100,14 @@ export class Subscriber {
       if (out.length > 0 && size + e.bytes.length > maxBytes) break;
       out.push(e);
       size += e.bytes.length;
-      this.head++;
+      this.queue[this.head++] = TAKEN; // release the bytes as soon as they are sent
+
     }
     this.bytes -= size;
     if (this.head === this.queue.length) {
       this.queue = [];
       this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+    } else if (this.head >= 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }

@@ -5,14 +5,20 @@
 // or the listening connection is down; either way it never skips a row.
 import type { ChangeListener, ChangeReader } from "../store/change-reader.js";
 import type { ChangeHub } from "./hub.js";
+import { PageSizer } from "./page-size.js";
 import type { StreamSettings } from "./settings.js";
 
 export interface TailerLogger {
   warn(obj: object, msg: string): void;
 }
 
-/** Rows per read. */
-const PAGE = 2000;
+/**
+ * Changes published at once. Between chunks the tailer yields to the event
+ * loop so subscribers can hand what they were given to the transport: a
+ * burst (one large write) then does not count whole against a fast
+ * subscriber's buffer.
+ */
+const PUBLISH_CHUNK = 128;
 /** Longest wait before retrying after a failed read or listen. */
 const MAX_BACKOFF_MS = 5_000;
 
@@ -23,6 +29,7 @@ export class ChangeTailer {
   private listener: ChangeListener | null = null;
   private loop: Promise<void> | null = null;
   private listenRetry: NodeJS.Timeout | null = null;
+  private readonly pages = new PageSizer();
   /** Reads done (tests and stats). */
   reads = 0;
 
@@ -104,7 +111,9 @@ export class ChangeTailer {
   private async drain(): Promise<void> {
     this.notified = false;
     for (;;) {
-      const page = await this.reader.readPage(this.hub.position, PAGE);
+      const limit = this.pages.next;
+      const page = await this.reader.readPage(this.hub.position, limit);
+      this.pages.observe(page.changes.length, page.size);
       this.reads++;
       if (page.floor > this.hub.position) {
         // Retention deleted changes this node never read: its subscribers cannot continue.
@@ -112,8 +121,11 @@ export class ChangeTailer {
         this.hub.expire(page.floor);
         continue;
       }
-      this.hub.publish(page.changes);
-      if (page.changes.length < PAGE || this.stopped) return;
+      for (let i = 0; i < page.changes.length; i += PUBLISH_CHUNK) {
+        if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+        this.hub.publish(page.changes.slice(i, i + PUBLISH_CHUNK));
+      }
+      if (page.changes.length < limit || this.stopped) return;
     }
   }
 

@@ -36,6 +36,8 @@ export interface LogChange
 
 export interface LogPage {
   changes: LogChange[];
+  /** Characters of JSON the rows carried (set, image, prior): a measure of their size for paging. */
+  size: number;
   /** The retention floor read with the rows. */
   floor: bigint;
 }
@@ -71,7 +73,7 @@ interface LogRow {
   record_id: string;
   old_version: string;
   new_version: string;
-  set: Record<string, StoredValue>;
+  set: string;
   cleared: string[];
   clocks: Record<string, ClockJson>;
   created: boolean;
@@ -91,7 +93,7 @@ const PAGE_SQL = `
   SELECT f.floor, c.* FROM (SELECT ${FLOOR_SQL} AS floor) f
   LEFT JOIN LATERAL (
     SELECT seq, tenant, collection, record_id, old_version, new_version,
-           delta->'set' AS set, delta->'cleared' AS cleared, delta->'clocks' AS clocks,
+           (delta->'set')::text AS set, delta->'cleared' AS cleared, delta->'clocks' AS clocks,
            created, deleted, commit_time, image::text AS image, prior::text AS prior
       FROM changes
      WHERE seq > $1 AND seq <= $2
@@ -124,7 +126,7 @@ function toLogChange(r: LogRow): LogChange {
     recordId: r.record_id,
     oldVersion: Number(r.old_version),
     newVersion: Number(r.new_version),
-    set: r.set,
+    set: JSON.parse(r.set) as Record<string, StoredValue>,
     cleared: r.cleared,
     clocks: clocksFromJson(r.clocks),
     created: r.created,
@@ -150,8 +152,10 @@ export class ChangeReader {
   async readPage(after: bigint, limit: number, upTo: bigint = MAX_SEQ): Promise<LogPage> {
     const res = await this.run(() => this.pool.query<LogRow>(PAGE_SQL, [after.toString(), upTo.toString(), limit]));
     const floor = BigInt(res.rows[0]?.floor ?? "0");
-    const changes = res.rows.filter((r) => r.seq !== null).map(toLogChange);
-    return { changes, floor };
+    const rows = res.rows.filter((r) => r.seq !== null);
+    let size = 0;
+    for (const r of rows) size += r.set.length + (r.image?.length ?? 0) + (r.prior?.length ?? 0);
+    return { changes: rows.map(toLogChange), floor, size };
   }
 
   async bounds(): Promise<LogBounds> {

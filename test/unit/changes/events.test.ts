@@ -89,6 +89,15 @@ describe("changeEvent", () => {
     expect(changeEvent(change({ seq: 1, before: null, set: { region: "east_china" }, collection: "contacts" }), east)).toBeNull();
   });
 
+  it("a view that judges nothing by fields never parses the change's image", () => {
+    const unread = () => {
+      throw new Error("image parsed");
+    };
+    const c = { ...change({ seq: 1, before: { name: "a" }, set: { name: "b" } }), image: unread, prior: unread };
+    expect(changeEvent(c, all)?.kind).toBe("upsert");
+    expect(() => changeEvent(c, east)).toThrow("image parsed");
+  });
+
   it("rows without an image (before migration 0003) fall back to the delta", () => {
     const c = { ...change({ seq: 1, before: { name: "a", region: "east_china" }, set: { name: "b" } }), image: () => null, prior: () => null };
     expect(changeEvent(c, all)?.kind).toBe("upsert");
