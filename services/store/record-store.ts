@@ -317,25 +317,21 @@ export class RecordStore {
   }
 
   private async applyEffects(client: PoolClient, e: WriteEffects): Promise<bigint[]> {
-    if (e.records.length > 0) {
-      await client.query(
-        `INSERT INTO records (${RECORD_COLUMNS})
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::jsonb[],
-                              $7::bool[], $8::timestamptz[], $9::timestamptz[])
-         ON CONFLICT (tenant, collection, id) DO UPDATE
+    // A record this batch created must not exist yet: if a concurrent
+    // transaction created it first, the plain INSERT fails with a unique
+    // violation and the batch is retried, now merging with that record
+    // (an upsert here would silently overwrite it and log version 1 twice).
+    const created = new Set(e.changes.filter((c) => c.created).map((c) => recordKeyString({ ...c, id: c.recordId })));
+    const fresh = e.records.filter((r) => created.has(recordKeyString(r)));
+    const existing = e.records.filter((r) => !created.has(recordKeyString(r)));
+    if (fresh.length > 0) await writeRecordRows(client, fresh, "");
+    if (existing.length > 0) {
+      await writeRecordRows(
+        client,
+        existing,
+        `ON CONFLICT (tenant, collection, id) DO UPDATE
             SET version = EXCLUDED.version, fields = EXCLUDED.fields, clocks = EXCLUDED.clocks,
                 deleted = EXCLUDED.deleted, update_time = EXCLUDED.update_time`,
-        [
-          e.records.map((r) => r.tenant),
-          e.records.map((r) => r.collection),
-          e.records.map((r) => r.id),
-          e.records.map((r) => r.version),
-          e.records.map((r) => JSON.stringify(r.fields)),
-          e.records.map((r) => JSON.stringify(clocksToJson(r.clocks))),
-          e.records.map((r) => r.deleted),
-          e.records.map((r) => r.createTime),
-          e.records.map((r) => r.updateTime),
-        ],
       );
     }
     if (e.keyRemovals.length > 0) {
@@ -420,6 +416,26 @@ export async function listRecords(db: Pool | PoolClient, q: ListQuery): Promise<
   }
   const res = await db.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE ${where} ORDER BY id LIMIT $4`, params);
   return res.rows.map(toRecord);
+}
+
+async function writeRecordRows(client: PoolClient, records: readonly StoredRecord[], onConflict: string): Promise<void> {
+  await client.query(
+    `INSERT INTO records (${RECORD_COLUMNS})
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::jsonb[], $6::jsonb[],
+                          $7::bool[], $8::timestamptz[], $9::timestamptz[])
+     ${onConflict}`,
+    [
+      records.map((r) => r.tenant),
+      records.map((r) => r.collection),
+      records.map((r) => r.id),
+      records.map((r) => r.version),
+      records.map((r) => JSON.stringify(r.fields)),
+      records.map((r) => JSON.stringify(clocksToJson(r.clocks))),
+      records.map((r) => r.deleted),
+      records.map((r) => r.createTime),
+      records.map((r) => r.updateTime),
+    ],
+  );
 }
 
 function keyParams(keys: readonly KeyEdit[]): string[][] {
