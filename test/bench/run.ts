@@ -1,4 +1,5 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its figures.
+import { streamBench } from "./stream.js";
 import { writesBench } from "./writes.js";
 
 export interface BenchContext {
@@ -10,6 +11,7 @@ export interface BenchContext {
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   writes: writesBench,
+  stream: streamBench,
 };
 
 const name = process.argv[2];
