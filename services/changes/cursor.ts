@@ -31,3 +31,14 @@ export function decodeCursor(text: string, field = "cursor"): Cursor {
   const databaseId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   return { databaseId, seq: raw.readBigUInt64BE(16) };
 }
+
+/**
+ * Orders two cursors of the same database (negative: `a` is earlier). For
+ * clients of this repository (clients/typescript) that must wait until their
+ * copy reaches a position, e.g. a digest's.
+ */
+export function compareCursors(a: string, b: string): number {
+  const x = decodeCursor(a).seq;
+  const y = decodeCursor(b).seq;
+  return x < y ? -1 : x > y ? 1 : 0;
+}

@@ -17,6 +17,7 @@ import { parseSchemaSet } from "../schema/load.js";
 import type { Policy } from "../access/policy.js";
 import { parsePolicy, POLICIES_SECTION } from "../access/policy-load.js";
 import type { SchemaSet } from "../schema/types.js";
+import { parseStreamSettings, type StreamSettings } from "../changes/settings.js";
 
 export interface ConfigSnapshot {
   /** Identifies the document (a short content hash for files; the etcd revision later). */
@@ -26,6 +27,8 @@ export interface ConfigSnapshot {
   retention: RetentionSettings;
   /** The compiled access policy (the `policies` section; absent: nobody may do anything). */
   policy: Policy;
+  /** The `streams` section (services/changes/settings.ts). */
+  streams: StreamSettings;
   /** The raw document, all sections, deep-frozen. */
   doc: Record<string, unknown>;
 }
@@ -113,9 +116,10 @@ export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
     }
   };
   const schemas = attempt(() => parseSchemaSet(doc));
+  const streams = attempt(() => parseStreamSettings(sections.streams));
   // Policies name collections and fields: they can only be checked against valid schemas.
   const policy = schemas ? attempt(() => parsePolicy(sections[POLICIES_SECTION], schemas, revision)) : null;
-  if (!schemas || !policy || violations.length > 0) {
+  if (!schemas || !policy || !streams || violations.length > 0) {
     // One section wrong: its own error says it best.
     if (refusals.length === 1 && retention.violations.length === 0) throw refusals[0]!;
     throw invalidArgument(
@@ -124,7 +128,7 @@ export function buildSnapshot(doc: unknown, revision: string): ConfigSnapshot {
       refusals[0]?.reason ?? "INVALID_CONFIG",
     );
   }
-  return { revision, schemas, retention: retention.settings, policy, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
+  return { revision, schemas, retention: retention.settings, policy, streams, doc: deepFreeze(structuredClone(doc) as Record<string, unknown>) };
 }
 
 /** A short (12 hex digits) sha256 of a document's text. */

@@ -5,6 +5,7 @@ import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ClusterService } from "../../gen/deltamesh/v1/cluster_pb.js";
+import { ChangeService } from "../../gen/deltamesh/v1/changes_pb.js";
 import { ConflictService } from "../../gen/deltamesh/v1/conflicts_pb.js";
 import { DutyRunner } from "../cluster/duties/runner.js";
 import { createClusterService } from "../cluster/handlers.js";
@@ -18,11 +19,14 @@ import { AuditStore } from "../store/audit-store.js";
 import { DEFAULT_TENANT } from "../records/model.js";
 import { createAuthenticator } from "./auth/authenticate.js";
 import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
+import { createChangeService } from "../changes/handlers.js";
+import { ChangeStreams } from "../changes/streams.js";
 import { createConflictService } from "../conflicts/handlers.js";
 import type { ConfigSource } from "../config/source.js";
 import { createRecordService } from "../records/handlers.js";
 import { WritePipeline } from "../records/write-pipeline.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "../store/embedded-postgres.js";
+import { ChangeReader } from "../store/change-reader.js";
 import { RecordStore } from "../store/record-store.js";
 import { HealthState } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -41,16 +45,18 @@ export interface RunningNode {
   /** Membership, leadership and coordination state (standalone without etcd). */
   cluster: ClusterNode;
   log: Logger;
+  /** Change streams: stream statistics, and view swaps for open streams. */
+  streams: ChangeStreams;
   /** Drains and stops everything; safe to call more than once. */
   stop(): Promise<void>;
 }
 
 /** The services every node hosts, by the name their health status uses. */
-export const SERVED: readonly DescService[] = [RecordService, ConflictService, AccessService, ClusterService];
+export const SERVED: readonly DescService[] = [RecordService, ConflictService, ChangeService, AccessService, ClusterService];
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
   const health = new HealthState();
-  let ready: { store: RecordStore; pipeline: WritePipeline; audit: AuditStore } | null = null;
+  let ready: { store: RecordStore; pipeline: WritePipeline; audit: AuditStore; streams: ChangeStreams } | null = null;
   // Joins the cluster (or runs standalone) once listening: config comes from it.
   let cluster: ClusterNode | null = null;
   // Authentication and access need config from the first call on; until the
@@ -112,6 +118,9 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     get audit() {
       return ready!.audit;
     },
+    get streams() {
+      return ready!.streams;
+    },
     access,
   };
   const services: ServedService[] = [
@@ -119,6 +128,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     { service: ConflictService, impl: createConflictService(deps) },
     { service: ClusterService, impl: createClusterService(deps) },
     { service: AccessService, impl: createAccessService(deps) },
+    { service: ChangeService, impl: createChangeService(deps) },
   ];
 
   const tls = cfg.tls ? await loadTls(cfg.tls) : undefined;
@@ -159,7 +169,12 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       url = embedded.url;
     }
     store = await RecordStore.open({ url });
-    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas), audit: new AuditStore(store.pool) };
+    const streams = new ChangeStreams(ChangeReader.of(store), config, log);
+    await streams.start().catch(async (e: unknown) => {
+      await store.close();
+      throw e;
+    });
+    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas), audit: new AuditStore(store.pool), streams };
     const c = cluster;
     duties = new DutyRunner({ pool: store.pool, nodeId: cfg.nodeId, lead: c, retention: () => c.config.current().retention, log });
     duties.start();
@@ -185,6 +200,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     config: cluster.config,
     cluster,
     log,
+    streams: ready.streams,
     stop() {
       const c = cluster!;
       stopping ??= (async () => {
@@ -195,6 +211,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
         await ready?.pipeline.drain();
         auth.close();
         await audit.close();
+        await ready?.streams.stop();
         await store.close();
         await embedded?.stop();
         log.info("stopped");

@@ -96,6 +96,28 @@ export function decodeRef(schemas: SchemaSet, ref: RecordRef | undefined, path: 
   }
 }
 
+/** Equality filters (FieldFilter) on a collection's fields; problems go to `violations` under `path`. */
+export function decodeFilters(
+  schemas: SchemaSet,
+  collection: CollectionSchema,
+  filters: readonly { field: string; value?: Value | undefined }[],
+  path: string,
+  violations: FieldViolation[],
+): Record<string, StoredValue> {
+  const equals: Record<string, StoredValue> = {};
+  filters.forEach((f, i) => {
+    const field = collection.fields.get(f.field);
+    const at = `${path}[${i}]`;
+    if (!field) {
+      violations.push({ field: `${at}.field`, description: `${collection.name} has no field ${JSON.stringify(f.field)}`, reason: "UNKNOWN_FIELD" });
+      return;
+    }
+    const decoded = decodeValue(field, f.value ?? create(ValueSchema), { defaultPhoneRegion: schemas.defaultPhoneRegion, path: `${at}.value` });
+    if (decoded.ok) equals[f.field] = decoded.value;
+    else violations.push(decoded.violation);
+  });
+  return equals;
+}
 
 function checkName(value: string, path: string, violations: FieldViolation[]): void {
   if (value.length > MAX_NAME_LENGTH) {

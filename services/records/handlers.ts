@@ -21,7 +21,7 @@ import { decodePageToken, encodePageToken, pageSize, scanPage } from "../platfor
 import type { CollectionSchema, SchemaSet, StoredValue } from "../schema/types.js";
 import { decodeValue } from "../schema/values.js";
 import { identityKeyString, type RecordStore } from "../store/record-store.js";
-import { collectionOf, decodeMutations, decodeRef, encodeChange, encodeRecord, encodeResult, type ResolvedRef } from "./convert.js";
+import { collectionOf, decodeFilters, decodeMutations, decodeRef, encodeChange, encodeRecord, encodeResult, type ResolvedRef } from "./convert.js";
 import { exportRecords } from "./export.js";
 import type { MutationInput, MutationResult, StoredRecord } from "./model.js";
 import type { WritePipeline } from "./write-pipeline.js";
@@ -117,22 +117,13 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
   }
 
   /** Equality filters, each on a field the caller may read. */
-  function decodeFilters(access: CallAccess, collection: CollectionSchema, filters: readonly FieldFilter[]): Record<string, StoredValue> {
-    const set = schemas();
-    const equals: Record<string, StoredValue> = {};
-    const violations: FieldViolation[] = [];
+  function decodeListFilters(access: CallAccess, collection: CollectionSchema, filters: readonly FieldFilter[]): Record<string, StoredValue> {
+    // Filtering on a field reveals its values: it must be readable.
     filters.forEach((f, i) => {
-      const field = collection.fields.get(f.field);
-      const path = `filters[${i}]`;
-      if (!field) {
-        violations.push({ field: `${path}.field`, description: `${collection.name} has no field ${JSON.stringify(f.field)}`, reason: "UNKNOWN_FIELD" });
-        return;
-      }
-      access.requireReadableField(collection, f.field, `${path}.field`);
-      const decoded = decodeValue(field, f.value ?? create(ValueSchema), { defaultPhoneRegion: set.defaultPhoneRegion, path: `${path}.value` });
-      if (decoded.ok) equals[f.field] = decoded.value;
-      else violations.push(decoded.violation);
+      if (collection.fields.has(f.field)) access.requireReadableField(collection, f.field, `filters[${i}].field`);
     });
+    const violations: FieldViolation[] = [];
+    const equals = decodeFilters(schemas(), collection, filters, "filters", violations);
     if (violations.length > 0) throw invalidArgument("invalid filters", violations);
     return equals;
   }
@@ -174,7 +165,7 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
       const collection = collectionOf(schemas(), req.collection);
       const view = access.readable(collection);
       const limit = pageSize(req.pageSize);
-      const equals = decodeFilters(access, collection, req.filters);
+      const equals = decodeListFilters(access, collection, req.filters);
       const query = { collection: collection.name, equals, deleted: req.includeDeleted };
       const { tenant } = access.principal;
       const page = await scanPage(
@@ -236,7 +227,7 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
     exportRecords(req, ctx) {
       const access = deps.access.forCall(ctx);
       const collection = collectionOf(schemas(), req.collection);
-      const equals = decodeFilters(access, collection, req.filters);
+      const equals = decodeListFilters(access, collection, req.filters);
       return exportRecords(deps.store, access, collection, { equals, includeDeleted: req.includeDeleted });
     },
   };

@@ -274,6 +274,8 @@ export class WritePipeline {
           source: m.source,
           device: m.device,
           clientMutationId: m.clientMutationId,
+          fieldsBefore: current?.fields ?? null,
+          fieldsAfter: change.record.fields,
         },
         result,
       );

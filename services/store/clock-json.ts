@@ -25,3 +25,21 @@ export function clocksToJson(clocks: Record<string, FieldClock>): Record<string,
 export function clocksFromJson(clocks: Record<string, ClockJson>): Record<string, FieldClock> {
   return Object.fromEntries(Object.entries(clocks).map(([k, v]) => [k, clockFromJson(v)]));
 }
+
+/** The clocks part of a change's stored delta: full clocks, or one shared HLC (`h`) for the fields named in `k`. */
+export interface DeltaClocksJson {
+  h?: string | null;
+  k?: string[] | null;
+  clocks?: Record<string, ClockJson> | null;
+}
+
+/** A change's field clocks; a shared HLC takes the rest of its clock from the change row. */
+export function deltaClocksFromJson(
+  d: DeltaClocksJson,
+  change: { newVersion: number; source: string; actor: string; device: string },
+): Record<string, FieldClock> {
+  if (d.clocks) return clocksFromJson(d.clocks);
+  if (d.h === undefined || d.h === null || !d.k) return {};
+  const clock: FieldClock = { version: change.newVersion, hlc: BigInt(d.h), source: change.source, actor: change.actor, device: change.device };
+  return Object.fromEntries(d.k.map((name) => [name, clock]));
+}

@@ -8,10 +8,11 @@ import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
 import { encodeCursor } from "../changes/cursor.js";
 import { appendChanges, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
 import { inTransaction } from "./transaction.js";
-import { clockFromJson, clockToJson, clocksFromJson, clocksToJson, type ClockJson } from "./clock-json.js";
+import { clockFromJson, clockToJson, clocksFromJson, clocksToJson, deltaClocksFromJson, type ClockJson, type DeltaClocksJson } from "./clock-json.js";
 import {
   closeTickets,
   getTicket,
@@ -84,6 +85,9 @@ export interface ChangeDraft {
   source: string;
   device: string;
   clientMutationId: string;
+  /** The record's fields before (null: it did not exist) and after the change, for change streams. */
+  fieldsBefore: Record<string, StoredValue> | null;
+  fieldsAfter: Record<string, StoredValue>;
 }
 
 export interface AppliedMutation {
@@ -127,7 +131,8 @@ export function identityKeyString(k: IdentityLookup): string {
   return `${k.tenant}\u0000${k.collection}\u0000${k.field}\u0000${JSON.stringify(k.value)}`;
 }
 
-interface RecordRow {
+/** A `records` row as the driver returns it (also read by ./change-reader.ts). */
+export interface RecordRow {
   tenant: string;
   collection: string;
   id: string;
@@ -163,18 +168,15 @@ interface ChangeRowDb {
  * (`h`) and the clocked field names (`k`); `clocks` holds full clocks only for
  * a change whose clocks differ (none does today).
  */
-interface DeltaJson {
+interface DeltaJson extends DeltaClocksJson {
   set: Record<string, StoredValue>;
   cleared: string[];
-  h?: string;
-  k?: string[];
-  clocks?: Record<string, ClockJson>;
   decisions: OutcomeJson[];
 }
 
 type OutcomeJson = Omit<FieldOutcome, "winner"> & { winner?: ClockJson };
 
-const RECORD_COLUMNS = "tenant, collection, id, version, fields, clocks, deleted, create_time, update_time";
+export const RECORD_COLUMNS = "tenant, collection, id, version, fields, clocks, deleted, create_time, update_time";
 
 export class RecordStore {
   private constructor(
@@ -232,18 +234,7 @@ export class RecordStore {
   }
 
   async list(q: ListQuery): Promise<StoredRecord[]> {
-    const params: unknown[] = [q.tenant, q.collection, q.afterId, q.limit];
-    let where = "tenant = $1 AND collection = $2 AND id > $3";
-    if (!q.includeDeleted) where += " AND NOT deleted";
-    if (Object.keys(q.equals).length > 0) {
-      params.push(JSON.stringify(q.equals));
-      where += ` AND fields @> $${params.length}::jsonb`;
-    }
-    const res = await this.query<RecordRow>(
-      `SELECT ${RECORD_COLUMNS} FROM records WHERE ${where} ORDER BY id LIMIT $4`,
-      params,
-    );
-    return res.rows.map(toRecord);
+    return this.run(() => listRecords(this.pool, q));
   }
 
   async history(q: HistoryQuery): Promise<ChangeEntry[]> {
@@ -319,32 +310,21 @@ export class RecordStore {
   }
 
   private async applyEffects(client: PoolClient, e: WriteEffects): Promise<bigint[]> {
-    if (e.records.length > 0) {
-      // One JSON parameter instead of nine arrays: JSON.stringify is native,
-      // while the driver escapes array literals element by element in JS.
-      await client.query(
-        `INSERT INTO records (${RECORD_COLUMNS})
-         SELECT tenant, collection, id, version, fields, clocks, deleted, create_time, update_time
-           FROM json_to_recordset($1::json) AS x(tenant text, collection text, id text, version bigint, fields jsonb,
-                clocks json, deleted boolean, create_time timestamptz, update_time timestamptz)
-         ON CONFLICT (tenant, collection, id) DO UPDATE
+    // A record this batch created must not exist yet: if a concurrent
+    // transaction created it first, the plain INSERT fails with a unique
+    // violation and the batch is retried, now merging with that record
+    // (an upsert here would silently overwrite it and log version 1 twice).
+    const created = new Set(e.changes.filter((c) => c.created).map((c) => recordKeyString({ ...c, id: c.recordId })));
+    const fresh = e.records.filter((r) => created.has(recordKeyString(r)));
+    const existing = e.records.filter((r) => !created.has(recordKeyString(r)));
+    if (fresh.length > 0) await writeRecordRows(client, fresh, "");
+    if (existing.length > 0) {
+      await writeRecordRows(
+        client,
+        existing,
+        `ON CONFLICT (tenant, collection, id) DO UPDATE
             SET version = EXCLUDED.version, fields = EXCLUDED.fields, clocks = EXCLUDED.clocks,
                 deleted = EXCLUDED.deleted, update_time = EXCLUDED.update_time`,
-        [
-          JSON.stringify(
-            e.records.map((r) => ({
-              tenant: r.tenant,
-              collection: r.collection,
-              id: r.id,
-              version: r.version,
-              fields: r.fields,
-              clocks: clocksToJson(r.clocks),
-              deleted: r.deleted,
-              create_time: r.createTime,
-              update_time: r.updateTime,
-            })),
-          ),
-        ],
       );
     }
     if (e.keyRemovals.length > 0) {
@@ -433,6 +413,46 @@ function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** A ListQuery's page (also read inside change-stream snapshots, ./change-reader.ts). */
+export async function listRecords(db: Pool | PoolClient, q: ListQuery): Promise<StoredRecord[]> {
+  const params: unknown[] = [q.tenant, q.collection, q.afterId, q.limit];
+  let where = "tenant = $1 AND collection = $2 AND id > $3";
+  if (!q.includeDeleted) where += " AND NOT deleted";
+  if (Object.keys(q.equals).length > 0) {
+    params.push(JSON.stringify(q.equals));
+    where += ` AND fields @> $${params.length}::jsonb`;
+  }
+  const res = await db.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE ${where} ORDER BY id LIMIT $4`, params);
+  return res.rows.map(toRecord);
+}
+
+async function writeRecordRows(client: PoolClient, records: readonly StoredRecord[], onConflict: string): Promise<void> {
+  // One JSON parameter instead of nine arrays: JSON.stringify is native,
+  // while the driver escapes array literals element by element in JS.
+  await client.query(
+    `INSERT INTO records (${RECORD_COLUMNS})
+     SELECT tenant, collection, id, version, fields, clocks, deleted, create_time, update_time
+       FROM json_to_recordset($1::json) AS x(tenant text, collection text, id text, version bigint, fields jsonb,
+            clocks json, deleted boolean, create_time timestamptz, update_time timestamptz)
+     ${onConflict}`,
+    [
+      JSON.stringify(
+        records.map((r) => ({
+          tenant: r.tenant,
+          collection: r.collection,
+          id: r.id,
+          version: r.version,
+          fields: r.fields,
+          clocks: clocksToJson(r.clocks),
+          deleted: r.deleted,
+          create_time: r.createTime,
+          update_time: r.updateTime,
+        })),
+      ),
+    ],
+  );
+}
+
 function toChangeRow(c: ChangeDraft): ChangeRow {
   const names = Object.keys(c.clocks);
   const first = names.length > 0 ? c.clocks[names[0]!]! : undefined;
@@ -448,15 +468,7 @@ function toChangeRow(c: ChangeDraft): ChangeRow {
     ...(shared ? { h: first.hlc.toString(), k: names } : names.length > 0 ? { clocks: clocksToJson(c.clocks) } : {}),
     decisions: c.decisions.map(outcomeToJson),
   };
-  return { ...c, delta };
-}
-
-function deltaClocks(r: ChangeRowDb): Record<string, FieldClock> {
-  const d = r.delta;
-  if (d.clocks) return clocksFromJson(d.clocks);
-  if (d.h === undefined || !d.k) return {};
-  const clock: FieldClock = { version: Number(r.new_version), hlc: BigInt(d.h), source: r.source, actor: r.actor, device: r.device };
-  return Object.fromEntries(d.k.map((name) => [name, clock]));
+  return { ...c, delta, ...changeImage(c.fieldsBefore, c.fieldsAfter, c.set, c.cleared) };
 }
 
 function outcomeToJson(o: FieldOutcome): OutcomeJson {
@@ -479,7 +491,7 @@ function fromResultJson(r: ResultJson): MutationResult {
   return { ...r, fields: r.fields.map(outcomeFromJson) };
 }
 
-function toRecord(r: RecordRow): StoredRecord {
+export function toRecord(r: RecordRow): StoredRecord {
   return {
     tenant: r.tenant,
     collection: r.collection,
@@ -503,7 +515,7 @@ function toChange(r: ChangeRowDb): ChangeEntry {
     newVersion: Number(r.new_version),
     set: r.delta.set,
     cleared: r.delta.cleared,
-    clocks: deltaClocks(r),
+    clocks: deltaClocksFromJson(r.delta, { newVersion: Number(r.new_version), source: r.source, actor: r.actor, device: r.device }),
     decisions: r.delta.decisions.map(outcomeFromJson),
     created: r.created,
     deleted: r.deleted,

@@ -41,6 +41,9 @@ export interface ChangeRow {
   source: string;
   device: string;
   clientMutationId: string;
+  /** Record fields after the change, and before-values of the fields it touched (see migration 0003). */
+  image?: unknown;
+  prior?: unknown;
 }
 
 /**
@@ -53,11 +56,11 @@ export async function appendChanges(client: PoolClient, rows: readonly ChangeRow
   if (mode === "commit-lock") await client.query("SELECT pg_advisory_xact_lock($1)", [SEQUENCING_LOCK_KEY]);
   const res = await client.query<{ seq: string }>(
     `INSERT INTO changes (tenant, collection, record_id, old_version, new_version, delta, created, deleted,
-                          actor, source, device, client_mutation_id)
-     SELECT t, c, r, ov, nv, d, cr, de, a, s, dv, m
+                          actor, source, device, client_mutation_id, image, prior)
+     SELECT t, c, r, ov, nv, d, cr, de, a, s, dv, m, im, pr
        FROM ROWS FROM (json_to_recordset($1::json) AS (t text, c text, r text, ov bigint, nv bigint, d json,
-                       cr boolean, de boolean, a text, s text, dv text, m text))
-            WITH ORDINALITY AS u(t, c, r, ov, nv, d, cr, de, a, s, dv, m, ord)
+                       cr boolean, de boolean, a text, s text, dv text, m text, im json, pr json))
+            WITH ORDINALITY AS u(t, c, r, ov, nv, d, cr, de, a, s, dv, m, im, pr, ord)
       ORDER BY ord
      RETURNING seq`,
     [
@@ -77,6 +80,8 @@ export async function appendChanges(client: PoolClient, rows: readonly ChangeRow
           s: r.source,
           dv: r.device,
           m: r.clientMutationId,
+          im: r.image ?? null,
+          pr: r.prior ?? null,
         })),
       ),
     ],

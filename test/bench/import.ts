@@ -29,7 +29,7 @@ interface Measured {
 /** Wall time and CPU of client (this process), server and PostgreSQL around `work`. */
 async function measure(server: BenchServer, rows: number, work: () => Promise<void>): Promise<Measured> {
   const pgPid = server.postgresPid;
-  const before = { client: process.cpuUsage(), server: treeCpuMs(server.process.pid!), postgres: treeCpuMs(pgPid) };
+  const before = { client: process.cpuUsage(), server: treeCpuMs(server.server.pid), postgres: treeCpuMs(pgPid) };
   const start = performance.now();
   await work();
   const seconds = (performance.now() - start) / 1000;
@@ -37,7 +37,7 @@ async function measure(server: BenchServer, rows: number, work: () => Promise<vo
   return {
     rowsPerSecond: rows / seconds,
     clientMs: (client.user + client.system) / 1000,
-    serverMs: treeCpuMs(server.process.pid!) - before.server,
+    serverMs: treeCpuMs(server.server.pid) - before.server,
     postgresMs: treeCpuMs(pgPid) - before.postgres,
   };
 }

@@ -1,5 +1,6 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its figures.
 import { importBench } from "./import.js";
+import { streamBench } from "./stream.js";
 import { writesBench } from "./writes.js";
 
 export interface BenchContext {
@@ -12,6 +13,7 @@ export interface BenchContext {
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   writes: writesBench,
   import: importBench,
+  stream: streamBench,
 };
 
 const name = process.argv[2];

@@ -173,7 +173,7 @@ async function rawPg(url: string, connections: number, rowsPerTx: number): Promi
 export async function writesBench(ctx: BenchContext): Promise<void> {
   const server = await startBenchServer(ctx);
   const client = new grpc.Client(server.grpcAddress, grpc.credentials.createInsecure());
-  const serverCpu = () => treeCpuMs(server.process.pid!) / 1000;
+  const serverCpu = () => treeCpuMs(server.server.pid) / 1000;
   const postgresCpu = () => treeCpuMs(server.postgresPid) / 1000;
   const api = async (templates: MutationTemplate[], batch: number, callers: number, seconds = SECONDS): Promise<ApiResult> => {
     const requests = new RequestFactory(templates, batch);

@@ -93,15 +93,7 @@ export async function startTestNode(overrides: NodeConfigInput = {}, opts: TestN
     connectWeb: (service, id = {}) =>
       createClient(service, createConnectTransport({ baseUrl: webUrl, httpVersion: "1.1", interceptors: [interceptor(id)] })),
     grpcJs(service, id = {}) {
-      const headers = identityHeaders(id);
-      const addIdentity: grpc.Interceptor = (options, nextCall) =>
-        new grpc.InterceptingCall(nextCall(options), {
-          start(metadata, listener, next) {
-            for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
-            next(metadata, listener);
-          },
-        });
-      const client = createGrpcJsClient(service, grpcAddress, undefined, { interceptors: [addIdentity] });
+      const client = grpcJsClientAs(service, grpcAddress, id);
       closers.push(() => client.close());
       return client;
     },
@@ -110,4 +102,17 @@ export async function startTestNode(overrides: NodeConfigInput = {}, opts: TestN
       await node.stop();
     },
   };
+}
+
+/** A @grpc/grpc-js client at `address` that calls as `id`. */
+export function grpcJsClientAs<S extends DescService>(service: S, address: string, id: Identity = {}): GrpcJsClient<S> {
+  const headers = identityHeaders(id);
+  const addIdentity: grpc.Interceptor = (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
+        next(metadata, listener);
+      },
+    });
+  return createGrpcJsClient(service, address, undefined, { interceptors: [addIdentity] });
 }

@@ -1,0 +1,194 @@
+// The in-memory fan-out hub of one node. The tailer publishes the change log
+// to it in order; it keeps the most recent changes (so a subscriber slightly
+// behind catches up from memory) and hands every change to the live
+// subscribers. Subscribers are grouped by view key: each change is judged and
+// encoded once per group, and the same bytes are queued for every member.
+//
+// Everything here is synchronous: a subscriber that has caught up attaches in
+// the same tick in which it checked its position against the hub's, so no
+// change can slip between catch-up and live delivery.
+import type { LogChange } from "../store/change-reader.js";
+import type { EncodedEvent } from "./encode.js";
+import { changeEvent, changesRecord, type StreamEvent } from "./events.js";
+import type { Subscriber } from "./subscriber.js";
+import type { SubscriberView } from "./view.js";
+
+/** Placeholder for slots of forgotten recent changes (never read: they are below recentHead). */
+const FORGOTTEN = null as unknown as LogChange;
+
+/** Encodes one event for one view; injected so the hub needs no schemas. */
+export type EventEncoder = (ev: StreamEvent, cursor: string) => Uint8Array;
+
+interface Group {
+  readonly view: SubscriberView;
+  readonly members: Set<Subscriber>;
+}
+
+export interface HubStats {
+  /** Last change published. */
+  position: bigint;
+  /** Commit time of that change (ms since epoch; 0 when none since start). */
+  positionCommitMs: number;
+  liveSubscribers: number;
+  /** Distinct views among live subscribers (events are encoded once per view). */
+  views: number;
+}
+
+export class ChangeHub {
+  private positionSeq = 0n;
+  private positionCommitMs = 0;
+  /** Recent changes, oldest first; they cover the log from (recentFrom, position]. */
+  private recent: LogChange[] = [];
+  private recentHead = 0;
+  private recentFrom = 0n;
+  private readonly groups = new Map<string, Group>();
+  /** Groups by `${tenant}\0${collection}`. */
+  private readonly scopes = new Map<string, Set<Group>>();
+  private readonly live = new Set<Subscriber>();
+  /** Events encoded since start (tests count encodes per view with it). */
+  encodes = 0;
+
+  constructor(
+    private readonly encode: EventEncoder,
+    private readonly cursorOf: (seq: bigint) => string,
+    private readonly recentLimit: () => number,
+  ) {}
+
+  get position(): bigint {
+    return this.positionSeq;
+  }
+
+  /** Starts (or restarts) at a log position with nothing recent. */
+  reset(position: bigint): void {
+    this.positionSeq = position;
+    this.recent = [];
+    this.recentHead = 0;
+    this.recentFrom = position;
+  }
+
+  /** Changes after `after` (at most `limit`, none above `upTo`) from memory, or null when memory does not reach back that far. */
+  recentAfter(after: bigint, limit: number, upTo: bigint): LogChange[] | null {
+    if (after < this.recentFrom) return null;
+    const out: LogChange[] = [];
+    // Binary search the first change above `after`.
+    let lo = this.recentHead;
+    let hi = this.recent.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.recent[mid]!.seq <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.recent.length && out.length < limit; i++) {
+      const c = this.recent[i]!;
+      if (c.seq > upTo) break;
+      out.push(c);
+    }
+    return out;
+  }
+
+  /**
+   * Makes `sub` live if it has caught up with the hub (its position is at or
+   * past the hub's); false otherwise (it must read more history first).
+   * Changes at or below its position are never queued for it.
+   */
+  attach(sub: Subscriber): boolean {
+    if (sub.live) return true;
+    if (sub.position < this.positionSeq || sub.ending) return false;
+    let group = this.groups.get(sub.view.key);
+    if (!group) {
+      group = { view: sub.view, members: new Set() };
+      this.groups.set(sub.view.key, group);
+      for (const collection of sub.view.collections) {
+        const scope = `${sub.view.tenant}\u0000${collection}`;
+        let set = this.scopes.get(scope);
+        if (!set) this.scopes.set(scope, (set = new Set()));
+        set.add(group);
+      }
+    }
+    group.members.add(sub);
+    this.live.add(sub);
+    sub.live = true;
+    return true;
+  }
+
+  detach(sub: Subscriber): void {
+    if (!sub.live) return;
+    sub.live = false;
+    this.live.delete(sub);
+    const group = this.groups.get(sub.view.key);
+    if (!group) return;
+    group.members.delete(sub);
+    if (group.members.size > 0) return;
+    this.groups.delete(sub.view.key);
+    for (const collection of group.view.collections) {
+      const scope = `${group.view.tenant}\u0000${collection}`;
+      const set = this.scopes.get(scope);
+      set?.delete(group);
+      if (set?.size === 0) this.scopes.delete(scope);
+    }
+  }
+
+  /** Publishes changes in log order (the tailer's pages). */
+  publish(changes: readonly LogChange[]): void {
+    if (changes.length === 0) return;
+    const overflowed: Subscriber[] = [];
+    for (const c of changes) {
+      if (c.seq <= this.positionSeq) continue;
+      this.positionSeq = c.seq;
+      this.positionCommitMs = c.commitTime.getTime();
+      this.remember(c);
+      if (!changesRecord(c)) continue;
+      const groups = this.scopes.get(`${c.tenant}\u0000${c.collection}`);
+      if (!groups) continue;
+      let cursor: string | undefined;
+      for (const group of groups) {
+        const ev = changeEvent(c, group.view);
+        if (!ev) continue;
+        cursor ??= this.cursorOf(c.seq);
+        this.encodes++;
+        const encoded: EncodedEvent = { bytes: this.encode(ev, cursor), seq: c.seq, cursor, commitMs: this.positionCommitMs };
+        for (const sub of group.members) {
+          if (sub.position < c.seq && !sub.push(encoded)) overflowed.push(sub);
+        }
+      }
+    }
+    for (const sub of overflowed) this.detach(sub);
+    for (const sub of this.live) sub.advance(this.positionSeq, this.positionCommitMs);
+  }
+
+  /**
+   * The log lost changes the hub had not read (retention passed its
+   * position): every live subscriber is ended with CURSOR_EXPIRED and the hub
+   * continues from the floor.
+   */
+  expire(floor: bigint): void {
+    for (const sub of [...this.live]) {
+      sub.end({ kind: "expired", floor });
+      this.detach(sub);
+    }
+    this.reset(floor);
+  }
+
+  stats(): HubStats {
+    return { position: this.positionSeq, positionCommitMs: this.positionCommitMs, liveSubscribers: this.live.size, views: this.groups.size };
+  }
+
+  private remember(c: LogChange): void {
+    const limit = this.recentLimit();
+    if (limit <= 0) {
+      this.recentFrom = c.seq;
+      return;
+    }
+    this.recent.push(c);
+    while (this.recent.length - this.recentHead > limit) {
+      this.recentFrom = this.recent[this.recentHead]!.seq;
+      // Let go of the forgotten change now (its image can be large), not at the next compaction.
+      this.recent[this.recentHead] = FORGOTTEN;
+      this.recentHead++;
+    }
+    if (this.recentHead >= 1024 && this.recentHead * 2 > this.recent.length) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentHead = 0;
+    }
+  }
+}

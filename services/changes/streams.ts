@@ -1,0 +1,454 @@
+// ChangeStreams: a node's change streams. It owns the tailer and the hub and
+// runs each subscription: validating its start (cursor, now, snapshot),
+// catching it up from memory or PostgreSQL in pages, attaching it to the hub,
+// sending batched live events and heartbeats, swapping its view on demand,
+// and computing digests. It yields message bytes; translating requests and
+// responses is handlers.ts's job.
+import type { ConfigSource } from "../config/source.js";
+import { DomainError } from "../platform/errors.js";
+import type { ChangeReader, LogChange, LogSnapshot } from "../store/change-reader.js";
+import type { StoredRecord } from "../records/model.js";
+import type { StoredValue } from "../schema/types.js";
+import { decodeCursor, encodeCursor } from "./cursor.js";
+import { bucketOf, DigestBuilder, type Bucket } from "./digest.js";
+import { encodeEvent, encodeHeartbeat, encodeSnapshotEnd, joinEvents } from "./encode.js";
+import { changeEvent, viewRecord, viewSwapEvent, type EventRecord, type StreamEvent } from "./events.js";
+import { ChangeHub } from "./hub.js";
+import type { StreamSettings } from "./settings.js";
+import type { StreamStats, StreamStatsSource } from "./stats.js";
+import { Subscriber, type Ending } from "./subscriber.js";
+import { ChangeTailer, type TailerLogger } from "./tailer.js";
+import type { SubscriberView } from "./view.js";
+
+export type StreamStart = { kind: "cursor"; cursor: string } | { kind: "now" } | { kind: "snapshot" };
+
+export interface SubscribeSpec {
+  view: SubscriberView;
+  start: StreamStart;
+  /** Heartbeat interval; absent: the configured default. */
+  heartbeatMs?: number;
+}
+
+export interface DigestQuery {
+  /** A view of exactly one collection. */
+  view: SubscriberView;
+  bucketCount: number;
+  /** The digest is taken at this cursor or later ("" for now). */
+  minCursor: string;
+}
+
+export interface DigestResult {
+  seq: bigint;
+  cursor: string;
+  buckets: Bucket[];
+  recordCount: number;
+}
+
+export interface BucketResult {
+  cursor: string;
+  records: EventRecord[];
+}
+
+/** Rows per catch-up or snapshot read. */
+const PAGE = 1000;
+/** Most records GetDigestBucket returns; beyond, the caller asks with more buckets. */
+export const MAX_BUCKET_RECORDS = 10_000;
+
+export function cursorExpired(floorCursor: string, floor: bigint, why: string, metadata: Record<string, string> = {}): DomainError {
+  return new DomainError("failed_precondition", `${why}; subscribe again with a snapshot`, {
+    reason: "CURSOR_EXPIRED",
+    metadata: { floor: floorCursor, floor_seq: floor.toString(), ...metadata },
+  });
+}
+
+export function subscriberTooSlow(cursor: string): DomainError {
+  return new DomainError("resource_exhausted", "the subscriber fell too far behind and its buffer overflowed; resume from the cursor in the error details", {
+    reason: "SUBSCRIBER_TOO_SLOW",
+    metadata: { cursor },
+  });
+}
+
+/** A message ready to send, and the last cursor in it ("" when none, e.g. snapshot records). */
+interface Message {
+  bytes: Uint8Array;
+  cursor: string;
+}
+
+/** Collects framed events into messages of at most about `maxBytes`. */
+class Batch {
+  private parts: Uint8Array[] = [];
+  private size = 0;
+  private cursor = "";
+  constructor(private readonly maxBytes: number) {}
+  /** Adds an event; returns the message it completed, if any (without this event). */
+  add(bytes: Uint8Array, cursor: string): Message | null {
+    const out = this.parts.length > 0 && this.size + bytes.length > this.maxBytes ? this.flush() : null;
+    this.parts.push(bytes);
+    this.size += bytes.length;
+    if (cursor) this.cursor = cursor;
+    return out;
+  }
+  flush(): Message | null {
+    if (this.parts.length === 0) return null;
+    const msg = { bytes: joinEvents(this.parts), cursor: this.cursor };
+    this.parts = [];
+    this.size = 0;
+    return msg;
+  }
+}
+
+export class ChangeStreams implements StreamStatsSource {
+  readonly hub: ChangeHub;
+  private readonly tailer: ChangeTailer;
+  private readonly open = new Set<Subscriber>();
+
+  constructor(
+    private readonly reader: ChangeReader,
+    private readonly config: ConfigSource,
+    log: TailerLogger,
+  ) {
+    this.hub = new ChangeHub(
+      (ev, cursor) => this.encode(ev, cursor),
+      (seq) => this.cursorOf(seq),
+      () => this.settings().recentChanges,
+    );
+    this.tailer = new ChangeTailer(reader, this.hub, () => this.settings(), log);
+  }
+
+  start(): Promise<void> {
+    return this.tailer.start();
+  }
+
+  /** Ends every stream (clients see UNAVAILABLE from the transport's shutdown) and stops the tailer. */
+  async stop(): Promise<void> {
+    for (const sub of this.open) {
+      sub.end({ kind: "closed" });
+      this.hub.detach(sub);
+    }
+    await this.tailer.stop();
+  }
+
+  /** Makes the tailer read now (tests; a write on this node could call it too). */
+  wakeTailer(): void {
+    this.tailer.wake();
+  }
+
+  cursorOf(seq: bigint): string {
+    return encodeCursor({ databaseId: this.reader.databaseId, seq });
+  }
+
+  /**
+   * Swaps the view of open streams: `next` gets each stream's view (the one
+   * it is about to get, if a swap is already pending) and returns a new view
+   * or null to keep it. Each swapped stream first finishes the changes it was
+   * judging under its old view, then receives leave_scope / enter_scope
+   * (reason POLICY) for the records whose visibility or visible fields
+   * differ, all at one log position, then continues under the new view.
+   * Returns how many streams will swap.
+   */
+  replaceViews(next: (current: SubscriberView) => SubscriberView | null): number {
+    let n = 0;
+    for (const sub of this.open) {
+      const current = sub.pendingView ?? sub.view;
+      const view = next(current);
+      if (!view || view.key === current.key) continue;
+      sub.pendingView = view;
+      this.hub.detach(sub);
+      sub.wake();
+      n++;
+    }
+    return n;
+  }
+
+  streamStats(): StreamStats {
+    const hub = this.hub.stats();
+    const now = Date.now();
+    let maxLagMs = 0;
+    let live = 0;
+    for (const sub of this.open) {
+      if (sub.live) live++;
+      const caughtUp = sub.live && sub.buffered === 0 && sub.position >= hub.position;
+      if (!caughtUp && sub.processedCommitMs > 0) maxLagMs = Math.max(maxLagMs, now - sub.processedCommitMs);
+    }
+    return {
+      subscribers: this.open.size,
+      liveSubscribers: live,
+      catchingUp: this.open.size - live,
+      views: hub.views,
+      tailerSeq: hub.position,
+      tailerCursor: this.cursorOf(hub.position),
+      tailerCommitTime: hub.positionCommitMs > 0 ? new Date(hub.positionCommitMs) : null,
+      maxLagMs,
+    };
+  }
+
+  /** The log position a resume cursor stands for; CURSOR_EXPIRED when it cannot be resumed here. */
+  async resumePosition(text: string, field = "after_cursor"): Promise<bigint> {
+    const cursor = decodeCursor(text, field);
+    const { floor, tail } = await this.reader.bounds();
+    const floorCursor = this.cursorOf(floor);
+    if (cursor.databaseId !== this.reader.databaseId) {
+      throw cursorExpired(floorCursor, floor, "the cursor belongs to another database (restored or replaced since?)", {
+        cursor_database_id: cursor.databaseId,
+        database_id: this.reader.databaseId,
+      });
+    }
+    if (cursor.seq < floor) throw cursorExpired(floorCursor, floor, `the changes after the cursor were deleted by retention (floor ${floor})`);
+    if (cursor.seq > tail) throw cursorExpired(floorCursor, floor, `the cursor is ahead of this database's change log (at ${tail}); was the database restored from an older backup?`);
+    return cursor.seq;
+  }
+
+  async *subscribe(spec: SubscribeSpec, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+    const s = this.settings();
+    let position = 0n;
+    if (spec.start.kind === "cursor") position = await this.resumePosition(spec.start.cursor);
+    else if (spec.start.kind === "now") position = (await this.reader.bounds()).tail;
+    const sub = new Subscriber(spec.view, position, this.cursorOf(position), { maxEvents: s.maxBufferedEvents, maxBytes: s.maxBufferedBytes });
+    const heartbeatMs = spec.heartbeatMs ?? s.heartbeatIntervalMs;
+    this.open.add(sub);
+    try {
+      if (spec.start.kind === "snapshot") yield* this.snapshot(sub);
+      // The first message tells the client where it stands, so even a quiet
+      // "from now" stream has a cursor to resume from.
+      else yield this.heartbeat(sub);
+      yield* this.follow(sub, heartbeatMs, signal);
+    } finally {
+      this.hub.detach(sub);
+      this.open.delete(sub);
+    }
+  }
+
+  async digest(q: DigestQuery): Promise<DigestResult> {
+    const snap = await this.snapshotAt(q.minCursor);
+    try {
+      const builder = new DigestBuilder(q.bucketCount);
+      await this.scan(snap, q.view, (r) => builder.add(r.id, r.version));
+      return { seq: snap.position, cursor: this.cursorOf(snap.position), buckets: builder.buckets, recordCount: builder.count };
+    } finally {
+      await snap.close();
+    }
+  }
+
+  async digestBucket(q: DigestQuery & { bucket: number }): Promise<BucketResult> {
+    const snap = await this.snapshotAt(q.minCursor);
+    try {
+      const records: EventRecord[] = [];
+      await this.scan(snap, q.view, (r) => {
+        if (bucketOf(r.id, q.bucketCount) !== q.bucket) return;
+        if (records.length >= MAX_BUCKET_RECORDS) {
+          throw new DomainError("failed_precondition", `bucket ${q.bucket} of ${q.bucketCount} holds more than ${MAX_BUCKET_RECORDS} records; ask with more buckets`, {
+            reason: "BUCKET_TOO_LARGE",
+            metadata: { bucket: String(q.bucket), bucket_count: String(q.bucketCount), max_records: String(MAX_BUCKET_RECORDS) },
+          });
+        }
+        records.push(viewRecord(q.view, r));
+      });
+      return { cursor: this.cursorOf(snap.position), records };
+    } finally {
+      await snap.close();
+    }
+  }
+
+  private settings(): StreamSettings {
+    return this.config.current().streams;
+  }
+
+  private encode(ev: StreamEvent, cursor: string): Uint8Array {
+    return encodeEvent(ev, cursor, this.config.current().schemas);
+  }
+
+  private heartbeat(sub: Subscriber): Uint8Array {
+    sub.sentCursor = this.cursorOf(sub.position);
+    sub.lastSentAtMs = Date.now();
+    return encodeHeartbeat(sub.sentCursor, sub.lastSentAtMs);
+  }
+
+  private sent(sub: Subscriber, cursor: string): void {
+    if (cursor) sub.sentCursor = cursor;
+    sub.lastSentAtMs = Date.now();
+  }
+
+  /** The bytes of a message about to be sent, noting its cursor as the subscriber's. */
+  private deliver(sub: Subscriber, m: Message): Uint8Array {
+    this.sent(sub, m.cursor);
+    return m.bytes;
+  }
+
+  private endingError(sub: Subscriber, ending: Ending): DomainError {
+    switch (ending.kind) {
+      case "overflow":
+        return subscriberTooSlow(sub.sentCursor);
+      case "expired":
+        return cursorExpired(this.cursorOf(ending.floor), ending.floor, "this node's change-log reader fell behind retention");
+      case "closed":
+        return new DomainError("unavailable", "the stream was closed by the server; resume from the last cursor on any node", { reason: "STREAM_CLOSED" });
+    }
+  }
+
+  /** Catch-up, live delivery and view swaps, until the client leaves or the stream is ended. */
+  private async *follow(sub: Subscriber, heartbeatMs: number, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+    const maxBytes = () => this.settings().maxMessageBytes;
+    for (;;) {
+      if (signal.aborted) return;
+      if (sub.ending) throw this.endingError(sub, sub.ending);
+      if (sub.pendingView) {
+        yield* this.swap(sub);
+        continue;
+      }
+      if (!sub.live) {
+        if (this.hub.attach(sub)) continue;
+        yield* this.catchUp(sub, null);
+        if (Date.now() - sub.lastSentAtMs >= heartbeatMs) yield this.heartbeat(sub);
+        continue;
+      }
+      await sub.wait(heartbeatMs - (Date.now() - sub.lastSentAtMs), signal);
+      if (sub.ending || signal.aborted || sub.pendingView) continue;
+      const events = sub.take(maxBytes());
+      if (events.length > 0) {
+        this.sent(sub, events[events.length - 1]!.cursor);
+        yield joinEvents(events.map((e) => e.bytes));
+      } else if (Date.now() - sub.lastSentAtMs >= heartbeatMs) {
+        yield this.heartbeat(sub);
+      }
+    }
+  }
+
+  /**
+   * One page of history for a subscriber behind the hub, from memory when the
+   * hub still holds it, else from PostgreSQL; `upTo` bounds it (null: none).
+   */
+  private async *catchUp(sub: Subscriber, upTo: bigint | null): AsyncGenerator<Uint8Array> {
+    const bound = upTo ?? (1n << 63n) - 1n;
+    let changes: LogChange[] | null = upTo === null || upTo <= this.hub.position ? this.hub.recentAfter(sub.position, PAGE, bound) : null;
+    if (changes === null) {
+      const page = await this.reader.readPage(sub.position, sub.pages.next, bound);
+      sub.pages.observe(page.changes.length, page.size);
+      if (page.floor > sub.position) {
+        throw cursorExpired(this.cursorOf(page.floor), page.floor, "retention deleted changes this stream had not read yet");
+      }
+      changes = page.changes;
+    }
+    const batch = new Batch(this.settings().maxMessageBytes);
+    for (const c of changes) {
+      const ev = changeEvent(c, sub.view);
+      if (!ev) continue;
+      const cursor = this.cursorOf(c.seq);
+      const full = batch.add(this.encode(ev, cursor), cursor);
+      if (full) yield this.deliver(sub, full);
+    }
+    const last = batch.flush();
+    if (last) yield this.deliver(sub, last);
+    const end = changes[changes.length - 1];
+    if (end) {
+      sub.position = end.seq;
+      sub.processedCommitMs = end.commitTime.getTime();
+    } else if (upTo !== null) {
+      sub.position = upTo; // nothing in (position, upTo]
+    }
+  }
+
+  private async *snapshot(sub: Subscriber): AsyncGenerator<Uint8Array> {
+    const snap = await this.reader.openSnapshot();
+    try {
+      const batch = new Batch(this.settings().maxMessageBytes);
+      let count = 0;
+      for (const collection of sub.view.collections) {
+        for await (const records of recordPages(snap, sub.view.tenant, collection, sub.view.prefilter(collection))) {
+          for (const r of records) {
+            if (!sub.view.admits(r)) continue;
+            count++;
+            const full = batch.add(this.encode({ kind: "snapshot", record: viewRecord(sub.view, r) }, ""), "");
+            if (full) yield this.deliver(sub, full);
+          }
+        }
+      }
+      sub.position = snap.position;
+      const cursor = this.cursorOf(snap.position);
+      const full = batch.add(encodeSnapshotEnd(cursor, count), cursor);
+      if (full) yield this.deliver(sub, full);
+      yield this.deliver(sub, batch.flush()!);
+    } finally {
+      await snap.close();
+    }
+  }
+
+  /**
+   * Moves a subscriber to its pending view: it finishes the changes up to a
+   * snapshot position under the old view, then gets the differences between
+   * the two views at that position, then continues under the new view.
+   */
+  private async *swap(sub: Subscriber): AsyncGenerator<Uint8Array> {
+    const from = sub.view;
+    const to = sub.pendingView!;
+    sub.pendingView = null;
+    this.hub.detach(sub);
+    for (let events = sub.take(Infinity); events.length > 0; events = sub.take(Infinity)) {
+      this.sent(sub, events[events.length - 1]!.cursor);
+      yield joinEvents(events.map((e) => e.bytes));
+    }
+    const snap = await this.reader.openSnapshot();
+    try {
+      while (sub.position < snap.position) yield* this.catchUp(sub, snap.position);
+      const cursor = this.cursorOf(snap.position);
+      const batch = new Batch(this.settings().maxMessageBytes);
+      for (const collection of new Set([...from.collections, ...to.collections])) {
+        for await (const records of recordPages(snap, to.tenant, collection, {})) {
+          for (const r of records) {
+            const ev = viewSwapEvent(r, from, to);
+            if (!ev) continue;
+            const full = batch.add(this.encode(ev, cursor), cursor);
+            if (full) yield this.deliver(sub, full);
+          }
+        }
+      }
+      const last = batch.flush();
+      if (last) yield this.deliver(sub, last);
+      sub.view = to;
+      sub.position = snap.position;
+    } finally {
+      await snap.close();
+    }
+  }
+
+  private async snapshotAt(minCursor: string): Promise<LogSnapshot> {
+    let min = 0n;
+    if (minCursor) {
+      const c = decodeCursor(minCursor, "min_cursor");
+      if (c.databaseId !== this.reader.databaseId) {
+        const { floor } = await this.reader.bounds();
+        throw cursorExpired(this.cursorOf(floor), floor, "the cursor belongs to another database", { cursor_database_id: c.databaseId });
+      }
+      min = c.seq;
+    }
+    const snap = await this.reader.openSnapshot();
+    if (snap.position < min) {
+      await snap.close();
+      throw cursorExpired(this.cursorOf(snap.floor), snap.floor, "min_cursor is ahead of this database's change log");
+    }
+    return snap;
+  }
+
+  /** Every record of the view's (one) collection it admits, in id order. */
+  private async scan(snap: LogSnapshot, view: SubscriberView, each: (r: StoredRecord) => void): Promise<void> {
+    const collection = view.collections[0]!;
+    for await (const records of recordPages(snap, view.tenant, collection, view.prefilter(collection))) {
+      for (const r of records) if (view.admits(r)) each(r);
+    }
+  }
+}
+
+/** Non-deleted records of a collection in id order, a page at a time. */
+async function* recordPages(
+  snap: LogSnapshot,
+  tenant: string,
+  collection: string,
+  equals: Readonly<Record<string, StoredValue>>,
+): AsyncGenerator<StoredRecord[]> {
+  let afterId = "";
+  for (;;) {
+    const records = await snap.records({ tenant, collection, equals: { ...equals }, afterId, limit: PAGE });
+    yield records;
+    if (records.length < PAGE) return;
+    afterId = records[records.length - 1]!.id;
+  }
+}

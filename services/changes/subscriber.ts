@@ -1,0 +1,136 @@
+// One open stream's state: its view, how far through the log it is, and the
+// bounded buffer of encoded events the hub has queued for it but its client
+// has not yet taken. A subscriber whose buffer overflows is ended (its client
+// resumes from the last cursor it was sent), so a slow client costs the
+// server at most its buffer, never unbounded memory.
+import type { EncodedEvent } from "./encode.js";
+import { PageSizer } from "./page-size.js";
+import type { SubscriberView } from "./view.js";
+
+export interface BufferLimits {
+  maxEvents: number;
+  maxBytes: number;
+}
+
+/** Why a subscriber stops receiving live events. */
+export type Ending = { kind: "overflow" } | { kind: "expired"; floor: bigint } | { kind: "closed" };
+
+let nextId = 1;
+/** Placeholder for slots already taken (never read: they are below head). */
+const TAKEN = null as unknown as EncodedEvent;
+
+export class Subscriber {
+  readonly id = nextId++;
+  /** Every change up to here has been judged for this subscriber (visible ones queued or sent). */
+  position: bigint;
+  /** The last cursor handed to the transport (event or heartbeat): where the client resumes. */
+  sentCursor: string;
+  lastSentAtMs = Date.now();
+  /** Commit time of the last change this subscriber has been brought up to (0: none yet). */
+  processedCommitMs = 0;
+  /** Set by the hub: the stream stops taking live events. */
+  ending: Ending | null = null;
+  /** A replacement view waiting to be swapped in (see ChangeStreams.replaceViews). */
+  pendingView: SubscriberView | null = null;
+  live = false;
+  /** Page sizes of this subscriber's history reads. */
+  readonly pages = new PageSizer();
+
+  private queue: EncodedEvent[] = [];
+  private head = 0;
+  private bytes = 0;
+  private waiter: (() => void) | null = null;
+
+  constructor(
+    public view: SubscriberView,
+    position: bigint,
+    cursor: string,
+    private readonly limits: BufferLimits,
+  ) {
+    this.position = position;
+    this.sentCursor = cursor;
+  }
+
+  get buffered(): number {
+    return this.queue.length - this.head;
+  }
+
+  get bufferedBytes(): number {
+    return this.bytes;
+  }
+
+  /** Queues a live event; false (and the subscriber is ended) when that overflows the buffer. */
+  push(e: EncodedEvent): boolean {
+    this.position = e.seq;
+    this.processedCommitMs = e.commitMs;
+    this.queue.push(e);
+    this.bytes += e.bytes.length;
+    if (this.buffered > this.limits.maxEvents || this.bytes > this.limits.maxBytes) {
+      this.end({ kind: "overflow" });
+      return false;
+    }
+    this.wake();
+    return true;
+  }
+
+  /** The hub has judged every change up to `position` (this subscriber saw none of the later ones). */
+  advance(position: bigint, commitMs: number): void {
+    if (position > this.position) {
+      this.position = position;
+      this.processedCommitMs = commitMs;
+    }
+  }
+
+  /** Stops live delivery; pending events are dropped. */
+  end(ending: Ending): void {
+    if (this.ending) return;
+    this.ending = ending;
+    this.queue = [];
+    this.head = 0;
+    this.bytes = 0;
+    this.wake();
+  }
+
+  /** Takes queued events, oldest first, up to about `maxBytes` (at least one). */
+  take(maxBytes: number): EncodedEvent[] {
+    const out: EncodedEvent[] = [];
+    let size = 0;
+    while (this.head < this.queue.length) {
+      const e = this.queue[this.head]!;
+      if (out.length > 0 && size + e.bytes.length > maxBytes) break;
+      out.push(e);
+      size += e.bytes.length;
+      this.queue[this.head++] = TAKEN; // release the bytes as soon as they are sent
+
+    }
+    this.bytes -= size;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return out;
+  }
+
+  /** Resolves when events are queued, the subscriber is ended or woken, `signal` aborts, or after `timeoutMs`. */
+  wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (this.buffered > 0 || this.ending || this.pendingView || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        this.waiter = null;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      signal.addEventListener("abort", done, { once: true });
+      this.waiter = done;
+    });
+  }
+
+  wake(): void {
+    this.waiter?.();
+  }
+}

@@ -1,0 +1,145 @@
+// The one change-log reader of a node. It reads `seq > position` in pages
+// (safe: seq order is commit order, see services/store/sequencing.ts) and
+// publishes each page to the hub. It reads when PostgreSQL notifies a commit
+// (LISTEN), and at least every poll interval in case a notification was lost
+// or the listening connection is down; either way it never skips a row.
+import type { ChangeListener, ChangeReader } from "../store/change-reader.js";
+import type { ChangeHub } from "./hub.js";
+import { PageSizer } from "./page-size.js";
+import type { StreamSettings } from "./settings.js";
+
+export interface TailerLogger {
+  warn(obj: object, msg: string): void;
+}
+
+/**
+ * Changes published at once. Between chunks the tailer yields to the event
+ * loop so subscribers can hand what they were given to the transport: a
+ * burst (one large write) then does not count whole against a fast
+ * subscriber's buffer.
+ */
+const PUBLISH_CHUNK = 128;
+/** Longest wait before retrying after a failed read or listen. */
+const MAX_BACKOFF_MS = 5_000;
+
+export class ChangeTailer {
+  private stopped = false;
+  private notified = false;
+  private sleeper: { wakeable: boolean; done: () => void } | null = null;
+  private listener: ChangeListener | null = null;
+  private loop: Promise<void> | null = null;
+  private listenRetry: NodeJS.Timeout | null = null;
+  private readonly pages = new PageSizer();
+  /** Reads done (tests and stats). */
+  reads = 0;
+
+  constructor(
+    private readonly reader: ChangeReader,
+    private readonly hub: ChangeHub,
+    private readonly settings: () => StreamSettings,
+    private readonly log: TailerLogger,
+  ) {}
+
+  /** Starts at the current end of the log. */
+  async start(): Promise<void> {
+    const { tail } = await this.reader.bounds();
+    this.hub.reset(tail);
+    await this.listen(0);
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.listenRetry) clearTimeout(this.listenRetry);
+    this.sleeper?.done();
+    await this.loop;
+    await this.listener?.close();
+  }
+
+  /** Reads now (a commit notification, or a test). */
+  wake(): void {
+    this.notified = true;
+    if (this.sleeper?.wakeable) this.sleeper.done();
+  }
+
+  private async listen(attempt: number): Promise<void> {
+    if (this.stopped) return;
+    try {
+      this.listener = await this.reader.listen(
+        () => this.wake(),
+        (e) => {
+          this.log.warn({ err: e }, "change-log listener lost; polling until it reconnects");
+          this.listener = null;
+          this.scheduleListen(1);
+        },
+      );
+      // Commits between the old listener's death and now went unnoticed.
+      if (attempt > 0) this.wake();
+    } catch (e) {
+      this.log.warn({ err: e, attempt }, "cannot listen for change-log commits; polling meanwhile");
+      this.scheduleListen(attempt + 1);
+    }
+  }
+
+  private scheduleListen(attempt: number): void {
+    if (this.stopped || this.listenRetry) return;
+    this.listenRetry = setTimeout(() => {
+      this.listenRetry = null;
+      void this.listen(attempt);
+    }, Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt));
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        await this.drain();
+        failures = 0;
+      } catch (e) {
+        failures++;
+        this.log.warn({ err: e, failures }, "change-log read failed; retrying");
+        await this.sleep(Math.min(MAX_BACKOFF_MS, 50 * 2 ** failures), false);
+        continue;
+      }
+      await this.sleep(this.settings().pollIntervalMs, true);
+      // Let a burst of commits land, so one read (and one message per subscriber) carries them all.
+      const delay = this.settings().batchDelayMs;
+      if (this.notified && delay > 0 && !this.stopped) await this.sleep(delay, false);
+    }
+  }
+
+  private async drain(): Promise<void> {
+    this.notified = false;
+    for (;;) {
+      const limit = this.pages.next;
+      const page = await this.reader.readPage(this.hub.position, limit);
+      this.pages.observe(page.changes.length, page.size);
+      this.reads++;
+      if (page.floor > this.hub.position) {
+        // Retention deleted changes this node never read: its subscribers cannot continue.
+        this.log.warn({ floor: page.floor.toString(), position: this.hub.position.toString() }, "change log floor passed the tailer");
+        this.hub.expire(page.floor);
+        continue;
+      }
+      for (let i = 0; i < page.changes.length; i += PUBLISH_CHUNK) {
+        if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+        this.hub.publish(page.changes.slice(i, i + PUBLISH_CHUNK));
+      }
+      if (page.changes.length < limit || this.stopped) return;
+    }
+  }
+
+  /** Sleeps `ms`; with `wakeable`, a notification ends it early. `stop()` always does. */
+  private sleep(ms: number, wakeable: boolean): Promise<void> {
+    if (this.stopped || (wakeable && this.notified)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleeper = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleeper = { wakeable, done };
+    });
+  }
+}

@@ -1,0 +1,246 @@
+// The SQL of change streams: reading the change log in pages (the tailer and
+// catching-up subscribers), the retention floor, LISTEN for commit
+// notifications, and read-only snapshots (a consistent view of the records
+// tied to one log position) for snapshot-then-stream, digests and view swaps.
+//
+// Every read that could race retention reads the floor in the same statement
+// or snapshot as the rows: retention deletes rows and raises the floor in one
+// transaction, so rows above the floor seen with it are complete.
+import pg from "pg";
+import type { Pool } from "pg";
+import type { StoredValue } from "../schema/types.js";
+import type { ChangeEntry, StoredRecord } from "../records/model.js";
+import { deltaClocksFromJson, type ClockJson } from "./clock-json.js";
+import { toStoreError } from "./pg-errors.js";
+import { listRecords, type ListQuery, type RecordStore } from "./record-store.js";
+
+/** Channel the change-log trigger notifies on commit (migration 0003). */
+export const CHANGES_CHANNEL = "deltamesh_changes";
+/** deltamesh_meta key of the retention floor: the highest seq deleted by retention, decimal text. */
+export const FLOOR_KEY = "change_log_floor";
+
+/** One change as streams need it. */
+export interface LogChange
+  extends Pick<
+    ChangeEntry,
+    "seq" | "tenant" | "collection" | "recordId" | "oldVersion" | "newVersion" | "set" | "cleared" | "clocks" | "created" | "deleted" | "commitTime"
+  > {
+  /**
+   * The record's fields after the change and before-values of the touched
+   * fields, parsed on first use (many views never need them). Null for rows
+   * written before migration 0003.
+   */
+  image(): Record<string, StoredValue> | null;
+  prior(): Record<string, StoredValue> | null;
+}
+
+export interface LogPage {
+  changes: LogChange[];
+  /** Characters of JSON the rows carried (set, image, prior): a measure of their size for paging. */
+  size: number;
+  /** The retention floor read with the rows. */
+  floor: bigint;
+}
+
+export interface LogBounds {
+  floor: bigint;
+  /** The last committed seq (the floor when the log is empty). */
+  tail: bigint;
+}
+
+export type SnapshotRecordQuery = Omit<ListQuery, "includeDeleted">;
+
+/** A read-only, repeatable-read view of the database at one log position. */
+export interface LogSnapshot {
+  /** Every change up to here, and nothing after, is reflected in what this snapshot reads. */
+  readonly position: bigint;
+  readonly floor: bigint;
+  /** Non-deleted records in id order. */
+  records(q: SnapshotRecordQuery): Promise<StoredRecord[]>;
+  /** Ends the transaction; idempotent. */
+  close(): Promise<void>;
+}
+
+export interface ChangeListener {
+  close(): Promise<void>;
+}
+
+interface LogRow {
+  floor: string;
+  seq: string | null;
+  tenant: string;
+  collection: string;
+  record_id: string;
+  old_version: string;
+  new_version: string;
+  set: string;
+  cleared: string[];
+  clocks: Record<string, ClockJson> | null;
+  h: string | null;
+  k: string[] | null;
+  source: string;
+  actor: string;
+  device: string;
+  created: boolean;
+  deleted: boolean;
+  commit_time: Date;
+  image: string | null;
+  prior: string | null;
+}
+
+
+const FLOOR_SQL = `COALESCE((SELECT value::bigint FROM deltamesh_meta WHERE key = '${FLOOR_KEY}'), 0)`;
+
+// image and prior come as text and are parsed lazily: a catching-up
+// subscriber without filters never needs them, and parsing them is most of
+// the cost of a read.
+const PAGE_SQL = `
+  SELECT f.floor, c.* FROM (SELECT ${FLOOR_SQL} AS floor) f
+  LEFT JOIN LATERAL (
+    SELECT seq, tenant, collection, record_id, old_version, new_version,
+           (delta->'set')::text AS set, delta->'cleared' AS cleared, delta->'clocks' AS clocks, delta->>'h' AS h, delta->'k' AS k, source, actor, device,
+           created, deleted, commit_time, image::text AS image, prior::text AS prior
+      FROM changes
+     WHERE seq > $1 AND seq <= $2
+     ORDER BY seq
+     LIMIT $3
+  ) c ON true`;
+
+const MAX_SEQ = (1n << 63n) - 1n;
+
+const BOUNDS_SQL = `SELECT ${FLOOR_SQL} AS floor, (SELECT max(seq) FROM changes) AS tail`;
+type BoundsRow = { floor: string; tail: string | null };
+
+function boundsOf(res: pg.QueryResult<BoundsRow>): LogBounds {
+  const floor = BigInt(res.rows[0]!.floor);
+  const tail = res.rows[0]!.tail === null ? 0n : BigInt(res.rows[0]!.tail);
+  return { floor, tail: tail > floor ? tail : floor };
+}
+
+function lazyJson(text: string | null): () => Record<string, StoredValue> | null {
+  if (text === null) return () => null;
+  let parsed: Record<string, StoredValue> | undefined;
+  return () => (parsed ??= JSON.parse(text) as Record<string, StoredValue>);
+}
+
+function toLogChange(r: LogRow): LogChange {
+  const newVersion = Number(r.new_version);
+  return {
+    seq: BigInt(r.seq!),
+    tenant: r.tenant,
+    collection: r.collection,
+    recordId: r.record_id,
+    oldVersion: Number(r.old_version),
+    newVersion,
+    set: JSON.parse(r.set) as Record<string, StoredValue>,
+    cleared: r.cleared,
+    clocks: deltaClocksFromJson(r, { newVersion, source: r.source, actor: r.actor, device: r.device }),
+    created: r.created,
+    deleted: r.deleted,
+    commitTime: r.commit_time,
+    image: lazyJson(r.image),
+    prior: lazyJson(r.prior),
+  };
+}
+
+
+export class ChangeReader {
+  private constructor(
+    private readonly pool: Pool,
+    readonly databaseId: string,
+  ) {}
+
+  static of(store: RecordStore): ChangeReader {
+    return new ChangeReader(store.pool, store.databaseId);
+  }
+
+  /** Changes with `after < seq <= upTo` in log order, at most `limit`, with the floor read in the same statement. */
+  async readPage(after: bigint, limit: number, upTo: bigint = MAX_SEQ): Promise<LogPage> {
+    const res = await this.run(() => this.pool.query<LogRow>(PAGE_SQL, [after.toString(), upTo.toString(), limit]));
+    const floor = BigInt(res.rows[0]?.floor ?? "0");
+    const rows = res.rows.filter((r) => r.seq !== null);
+    let size = 0;
+    for (const r of rows) size += r.set.length + (r.image?.length ?? 0) + (r.prior?.length ?? 0);
+    return { changes: rows.map(toLogChange), floor, size };
+  }
+
+  async bounds(): Promise<LogBounds> {
+    return boundsOf(await this.run(() => this.pool.query<BoundsRow>(BOUNDS_SQL)));
+  }
+
+  /**
+   * Calls `onNotify` whenever a transaction that appended changes commits, on
+   * a dedicated connection. `onError` reports a lost connection; the listener
+   * is then dead and the caller opens a new one.
+   */
+  async listen(onNotify: () => void, onError: (e: unknown) => void): Promise<ChangeListener> {
+    const client = new pg.Client(this.pool.options);
+    let closed = false;
+    client.on("notification", () => onNotify());
+    client.on("error", (e) => {
+      if (!closed) onError(toStoreError(e));
+    });
+    client.on("end", () => {
+      if (!closed) onError(new Error("listen connection ended"));
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
+    } catch (e) {
+      closed = true;
+      await client.end().catch(() => undefined);
+      throw toStoreError(e);
+    }
+    return {
+      async close() {
+        if (closed) return;
+        closed = true;
+        await client.end().catch(() => undefined);
+      },
+    };
+  }
+
+  /**
+   * Opens a read-only repeatable-read transaction; close it when done (it
+   * holds a pooled connection). Its position is exact because seq order is
+   * commit order (sequencing.ts): the snapshot holds every change up to its
+   * highest seq and none after.
+   */
+  async openSnapshot(): Promise<LogSnapshot> {
+    const client = await this.run(() => this.pool.connect());
+    let closed = false;
+    const close = async (broken: boolean) => {
+      if (closed) return;
+      closed = true;
+      if (!broken) {
+        try {
+          await client.query("COMMIT");
+        } catch {
+          broken = true;
+        }
+      }
+      client.release(broken);
+    };
+    try {
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      const { floor, tail } = boundsOf(await client.query<BoundsRow>(BOUNDS_SQL));
+      return {
+        position: tail,
+        floor,
+        records: (q) => this.run(() => listRecords(client, { ...q, includeDeleted: false })),
+        close: () => close(false),
+      };
+    } catch (e) {
+      await close(true);
+      throw toStoreError(e);
+    }
+  }
+
+  private async run<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (e) {
+      throw toStoreError(e);
+    }
+  }
+}

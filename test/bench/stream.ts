@@ -1,0 +1,383 @@
+// `npm run bench -- stream`: change streams, three parts (BENCH_PART=latency|fanout|catchup to run one).
+//   (1) latency: 500 writes/s over 10 groups of records, 200 subscribers each
+//       filtered to one group (~20 receive each write); write-acknowledged ->
+//       received p50/p99, beside etcd in the same run with the same shape
+//       (puts under 10 prefixes, one prefix watch per subscriber).
+//   (2) fan-out: 1,000 unfiltered subscribers on a node that only streams
+//       (writes go through another node); server CPU per delivered delta from
+//       the streaming process's own CPU accounting, beside 1 subscriber.
+//   (3) catch-up: one subscriber 1,000,000 changes behind, beside a raw
+//       keyset read of the same rows through `pg`.
+// The groups are `department` values: the example schema's `region` enum has 9 values, not 10.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { Etcd3 } from "etcd3";
+import pg from "pg";
+import { SubscribeRequestSchema, SubscribeResponseSchema, type SubscribeRequest } from "../../gen/deltamesh/v1/changes_pb.js";
+import { WriteRecordsRequestSchema } from "../../gen/deltamesh/v1/records_pb.js";
+import { encodeCursor } from "../../services/changes/cursor.js";
+import { startEtcd } from "../support/processes/etcd.js";
+import { startServerProcess, type ServerProcess } from "../support/processes/deltamesh.js";
+import type { BenchContext } from "./run.js";
+import { formatRate, percentile, startBenchServer, type BenchServer } from "./support.js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const GROUPS = 10;
+const SUBSCRIPTION = "/deltamesh.v1.ChangeService/Subscribe";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Counts the events of a SubscribeResponse from its wire bytes, without decoding them (cheap clients). */
+export function countEvents(buf: Buffer): { events: number; heartbeats: number } {
+  let events = 0;
+  let heartbeats = 0;
+  let i = 0;
+  const varint = () => {
+    let v = 0;
+    let shift = 0;
+    for (;;) {
+      const b = buf[i++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+      shift += 7;
+    }
+  };
+  while (i < buf.length) {
+    varint(); // tag of `events` (field 1)
+    const len = varint();
+    const end = i + len;
+    // Inside ChangeEvent: skip the cursor (field 1), then the kind's field number.
+    let tag = varint();
+    if (tag >>> 3 === 1) {
+      i += varint();
+      tag = i < end ? varint() : 0;
+    }
+    if (tag >>> 3 === 6) heartbeats++;
+    else events++;
+    i = end;
+  }
+  return { events, heartbeats };
+}
+
+function rawSubscribe(client: grpc.Client, req: SubscribeRequest, onMessage: (bytes: Buffer) => void): grpc.ClientReadableStream<Buffer> {
+  const call = client.makeServerStreamRequest<Buffer, Buffer>(
+    SUBSCRIPTION,
+    (b) => b,
+    (b) => b,
+    Buffer.from(toBinary(SubscribeRequestSchema, req)),
+    new grpc.Metadata(),
+    {},
+  );
+  call.on("data", onMessage);
+  call.on("error", () => undefined);
+  return call;
+}
+
+const channels = (address: string, n: number) => Array.from({ length: n }, () => new grpc.Client(address, grpc.credentials.createInsecure()));
+
+function writeRequest(ids: string[], dept: (id: string) => string, round: number) {
+  return create(WriteRecordsRequestSchema, {
+    mutations: ids.map((id) => ({
+      ref: { collection: "customers", target: { case: "id" as const, value: id } },
+      set: {
+        name: { kind: { case: "stringValue" as const, value: `Customer ${id}` } },
+        region: { kind: { case: "enumValue" as const, value: "east_china" } },
+        department: { kind: { case: "stringValue" as const, value: dept(id) } },
+        visits: { kind: { case: "intValue" as const, value: BigInt(round) } },
+      },
+      source: "bench",
+    })),
+  });
+}
+
+const ms = (v: number) => `${v.toFixed(1)} ms`;
+
+async function latency(ctx: BenchContext, server: BenchServer): Promise<{ p99: number; etcdP99: number }> {
+  const SUBS = 200;
+  const RATE = 500;
+  const RECORDS = 2000;
+  const dept = (id: string) => `group-${Number(id.slice(4)) % GROUPS}`;
+  const recs = server.recordClient();
+  // Create the records first, so the measured writes are updates of known versions.
+  const ids = Array.from({ length: RECORDS }, (_, i) => `lat-${i}`);
+  for (let i = 0; i < RECORDS; i += 500) await recs.writeRecords(writeRequest(ids.slice(i, i + 500), dept, 0));
+
+  const acks = new Map<string, number>();
+  const early = new Map<string, number[]>();
+  const latencies: number[] = [];
+  let before = 0;
+  const received = (key: string, at: number) => {
+    const ack = acks.get(key);
+    if (ack === undefined) {
+      early.set(key, [...(early.get(key) ?? []), at]);
+      return;
+    }
+    latencies.push(at - ack);
+  };
+  const pool = channels(server.grpcAddress, 4);
+  const calls = Array.from({ length: SUBS }, (_, s) =>
+    rawSubscribe(
+      pool[s % pool.length]!,
+      create(SubscribeRequestSchema, {
+        collections: [{ collection: "customers", filters: [{ field: "department", value: { kind: { case: "stringValue", value: `group-${s % GROUPS}` } } }] }],
+        start: { case: "fromNow", value: {} },
+      }),
+      (bytes) => {
+        const at = performance.now();
+        for (const e of fromBinary(SubscribeResponseSchema, bytes).events) {
+          if (e.kind.case === "upsert") received(`${e.kind.value.id}@${e.kind.value.version}`, at);
+        }
+      },
+    ),
+  );
+  await sleep(2000); // all streams open and live
+  let sent = 0;
+  let failed = 0;
+  const start = performance.now();
+  const inflight: Promise<void>[] = [];
+  while (performance.now() - start < SECONDS * 1000) {
+    const due = Math.floor(((performance.now() - start) / 1000) * RATE);
+    for (; sent < due; sent++) {
+      const id = ids[Math.floor(Math.random() * RECORDS)]!;
+      inflight.push(
+        recs.writeRecords(writeRequest([id], dept, sent)).then(
+          (res) => {
+            const r = res.results[0]!;
+            const key = `${id}@${r.version}`;
+            const at = performance.now();
+            acks.set(key, at);
+            for (const t of early.get(key) ?? []) {
+              before++;
+              latencies.push(Math.min(0, t - at));
+            }
+            early.delete(key);
+          },
+          () => void failed++,
+        ),
+      );
+    }
+    await sleep(2);
+  }
+  await Promise.all(inflight);
+  const writeSeconds = (performance.now() - start) / 1000;
+  await sleep(1000);
+  for (const c of calls) c.cancel();
+  for (const c of pool) c.close();
+  const clamp = latencies.map((l) => Math.max(0, l));
+  const p50 = percentile(clamp, 50);
+  const p99 = percentile(clamp, 99);
+
+  // etcd, same shape.
+  const dir = await mkdtemp(path.join(tmpdir(), "deltamesh-bench-etcd-"));
+  const etcd = await startEtcd({ dataDir: path.join(dir, "etcd") });
+  const client = new Etcd3({ hosts: etcd.endpoint });
+  const eAcks = new Map<string, number>();
+  const eEarly = new Map<string, number[]>();
+  const eLat: number[] = [];
+  const watchers = await Promise.all(
+    Array.from({ length: SUBS }, (_, s) =>
+      client
+        .watch()
+        .prefix(`/bench/group-${s % GROUPS}/`)
+        .create()
+        .then((w) => {
+          w.on("put", (kv) => {
+            const at = performance.now();
+            const key = kv.value.toString();
+            const ack = eAcks.get(key);
+            if (ack === undefined) eEarly.set(key, [...(eEarly.get(key) ?? []), at]);
+            else eLat.push(at - ack);
+          });
+          return w;
+        }),
+    ),
+  );
+  await sleep(1000);
+  let eSent = 0;
+  const eStart = performance.now();
+  const eInflight: Promise<void>[] = [];
+  while (performance.now() - eStart < SECONDS * 1000) {
+    const due = Math.floor(((performance.now() - eStart) / 1000) * RATE);
+    for (; eSent < due; eSent++) {
+      const n = eSent;
+      const id = ids[Math.floor(Math.random() * RECORDS)]!;
+      eInflight.push(
+        client
+          .put(`/bench/${dept(id)}/${id}`)
+          .value(`${n}`)
+          .then(() => {
+            const at = performance.now();
+            eAcks.set(`${n}`, at);
+            for (const t of eEarly.get(`${n}`) ?? []) eLat.push(Math.min(0, t - at));
+            eEarly.delete(`${n}`);
+          }),
+      );
+    }
+    await sleep(2);
+  }
+  await Promise.all(eInflight);
+  const eSeconds = (performance.now() - eStart) / 1000;
+  await sleep(1000);
+  await Promise.all(watchers.map((w) => w.cancel()));
+  client.close();
+  await etcd.stop();
+  await rm(dir, { recursive: true, force: true });
+  const eClamp = eLat.map((l) => Math.max(0, l));
+  const etcdP99 = percentile(eClamp, 99);
+
+  ctx.print(`(1) latency, ${SUBS} subscribers filtered to one of ${GROUPS} groups, target ${RATE} writes/s for ${SECONDS} s`);
+  ctx.print(`    deltamesh: ${formatRate(sent / writeSeconds)} writes/s (${failed} failed), ${latencies.length} deliveries (${before} before the write's ack)   p50 ${ms(p50)}   p99 ${ms(p99)}`);
+  ctx.print(`    etcd:      ${formatRate(eSent / eSeconds)} puts/s, ${eLat.length} deliveries   p50 ${ms(percentile(eClamp, 50))}   p99 ${ms(etcdP99)}`);
+  ctx.print(`    p99 deltamesh/etcd = ${(p99 / etcdP99).toFixed(2)}   (goal: p99 <= 50 ms and below etcd's)`);
+  return { p99, etcdP99 };
+}
+
+/** Subscribers on `node` counting what they receive; the CPU the node spends while `writer` writes. */
+async function fanoutRun(ctx: BenchContext, writer: BenchServer, node: ServerProcess, subs: number, changesPerSecond: number, label: string) {
+  let deltas = 0;
+  const pool = channels(node.grpcAddress, Math.min(8, subs));
+  const calls = Array.from({ length: subs }, (_, s) =>
+    rawSubscribe(pool[s % pool.length]!, create(SubscribeRequestSchema, { collections: [{ collection: "customers" }], start: { case: "fromNow", value: {} } }), (bytes) => {
+      deltas += countEvents(bytes).events;
+    }),
+  );
+  await sleep(3000);
+  const recs = writer.recordClient();
+  const BATCH = 50;
+  let round = 0;
+  let writing = true;
+  const writes = (async () => {
+    const start = performance.now();
+    let done = 0;
+    while (writing) {
+      const due = ((performance.now() - start) / 1000) * changesPerSecond;
+      if (done + BATCH > due) {
+        await sleep(5);
+        continue;
+      }
+      const ids = Array.from({ length: BATCH }, () => `fan-${Math.floor(Math.random() * 5000)}`);
+      await recs.writeRecords(writeRequest([...new Set(ids)], () => "fan", round++)).catch(() => undefined);
+      done += BATCH;
+    }
+  })();
+  await sleep(2000); // steady state
+  const d0 = deltas;
+  const c0 = await node.cpuMs();
+  const t0 = performance.now();
+  await sleep(SECONDS * 1000);
+  const cpu = (await node.cpuMs()) - c0;
+  const got = deltas - d0;
+  const secs = (performance.now() - t0) / 1000;
+  writing = false;
+  await writes;
+  for (const c of calls) c.cancel();
+  for (const c of pool) c.close();
+  const perDeltaUs = (cpu * 1000) / Math.max(1, got);
+  ctx.print(`    ${label.padEnd(16)} ${formatRate(got / secs).padStart(9)} deltas/s received   server CPU ${(cpu / secs / 10).toFixed(0)}% of a core   ${perDeltaUs.toFixed(2)} µs per delivered delta`);
+  await sleep(1000);
+  return perDeltaUs;
+}
+
+async function fanout(ctx: BenchContext, writer: BenchServer): Promise<void> {
+  const node = await startServerProcess({ databaseUrl: writer.databaseUrl, onLog: (l) => ctx.log(`[stream node] ${l}`) });
+  const rate = Number(process.env.BENCH_FANOUT_CHANGES ?? 200);
+  ctx.print(`(2) fan-out: writes of ${rate} changes/s through another node; CPU of the streaming node only`);
+  const one = await fanoutRun(ctx, writer, node, 1, rate, "1 subscriber");
+  const many = await fanoutRun(ctx, writer, node, 1000, rate, "1,000 subscribers");
+  ctx.print(`    1,000 subscribers: ${many.toFixed(2)} µs per delta (goal <= 10); 1 subscriber: ${one.toFixed(2)} µs; ratio ${(many / one).toFixed(3)}`);
+  await node.stop();
+}
+
+async function catchup(ctx: BenchContext, server: BenchServer): Promise<void> {
+  const N = Number(process.env.BENCH_CATCHUP_CHANGES ?? 1_000_000);
+  const db = new pg.Pool({ connectionString: server.databaseUrl, max: 2 });
+  const tail = BigInt((await db.query<{ s: string | null }>("SELECT max(seq) AS s FROM changes")).rows[0]!.s ?? "0");
+  ctx.log(`filling the log with ${N} changes...`);
+  // Rows shaped like the write path's (delta, image, prior), appended in one
+  // statement: the fill is not what is measured.
+  await db.query(
+    `INSERT INTO changes (tenant, collection, record_id, old_version, new_version, delta, created, deleted, actor, source, device, client_mutation_id, image, prior)
+     SELECT 'default', 'customers', 'cu-' || (g % 10000), g / 10000, g / 10000 + 1,
+            jsonb_build_object('set', jsonb_build_object('visits', g, 'name', 'Customer ' || g), 'cleared', '[]'::jsonb,
+                               'clocks', jsonb_build_object('visits', jsonb_build_object('v', g / 10000 + 1, 'h', '1', 's', 'bench', 'a', 'bench', 'd', 'bench'),
+                                                            'name', jsonb_build_object('v', g / 10000 + 1, 'h', '1', 's', 'bench', 'a', 'bench', 'd', 'bench')),
+                               'decisions', '[]'::jsonb),
+            g < 10000, false, 'bench', 'bench', 'bench', '',
+            jsonb_build_object('visits', g, 'name', 'Customer ' || g, 'region', 'east_china'), jsonb_build_object('visits', g - 10000)
+       FROM generate_series(0, $1::int - 1) g`,
+    [N],
+  );
+  await db.query("VACUUM ANALYZE changes");
+  // Let the node's tailer read the fill before measuring.
+  for (let prev = await server.server.cpuMs(); ; ) {
+    await sleep(1000);
+    const now = await server.server.cpuMs();
+    if (now - prev < 50) break;
+    prev = now;
+  }
+
+  // Raw keyset read of the same rows.
+  const t0 = performance.now();
+  let rows = 0;
+  for (let after = tail; ; ) {
+    const res = await db.query<{ seq: string }>(
+      "SELECT seq, tenant, collection, record_id, old_version, new_version, delta, created, deleted, commit_time, image, prior FROM changes WHERE seq > $1 ORDER BY seq LIMIT 1000",
+      [after.toString()],
+    );
+    if (res.rows.length === 0) break;
+    rows += res.rows.length;
+    after = BigInt(res.rows[res.rows.length - 1]!.seq);
+  }
+  const rawRate = rows / ((performance.now() - t0) / 1000);
+  await db.end();
+
+  const cursor = encodeCursor({ databaseId: await databaseId(server.databaseUrl), seq: tail });
+  const client = new grpc.Client(server.grpcAddress, grpc.credentials.createInsecure());
+  let events = 0;
+  let messages = 0;
+  const t1 = performance.now();
+  const c0 = await server.server.cpuMs();
+  await new Promise<void>((resolve) => {
+    const call = rawSubscribe(client, create(SubscribeRequestSchema, { collections: [{ collection: "customers" }], start: { case: "afterCursor", value: cursor } }), (bytes) => {
+      messages++;
+      events += countEvents(bytes).events;
+      if (events >= N) {
+        call.cancel();
+        resolve();
+      }
+    });
+  });
+  const secs = (performance.now() - t1) / 1000;
+  const cpu = (await server.server.cpuMs()) - c0;
+  client.close();
+  const rate = events / secs;
+  ctx.print(`(3) catch-up of ${formatRate(N)} changes`);
+  ctx.print(`    stream: ${formatRate(rate)} deltas/s (${formatRate(messages)} messages, ${(events / messages).toFixed(0)} events each; server CPU ${((cpu * 1000) / events).toFixed(2)} µs per delta)`);
+  ctx.print(`    raw pg keyset read of the same rows: ${formatRate(rawRate)} rows/s`);
+  ctx.print(`    stream/raw = ${(rate / rawRate).toFixed(2)}   (goal >= 100,000 deltas/s)`);
+}
+
+async function databaseId(url: string): Promise<string> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query<{ value: string }>("SELECT value FROM deltamesh_meta WHERE key = 'database_id'")).rows[0]!.value;
+  } finally {
+    await c.end();
+  }
+}
+
+export async function streamBench(ctx: BenchContext): Promise<void> {
+  const part = process.env.BENCH_PART ?? "all";
+  ctx.log(`running each part for ${SECONDS} s (BENCH_SECONDS to change; BENCH_PART=latency|fanout|catchup for one part)`);
+  const server = await startBenchServer(ctx);
+  try {
+    if (part === "all" || part === "latency") await latency(ctx, server);
+    if (part === "all" || part === "fanout") await fanout(ctx, server);
+    if (part === "all" || part === "catchup") await catchup(ctx, server);
+  } finally {
+    await server.stop();
+  }
+}

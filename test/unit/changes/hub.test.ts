@@ -1,0 +1,118 @@
+// The hub: grouping by view, encode once per view, never queuing a change at
+// or below a subscriber's position, memory of recent changes, overflow.
+import { describe, expect, it } from "vitest";
+import { ChangeHub } from "../../../services/changes/hub.js";
+import type { StreamEvent } from "../../../services/changes/events.js";
+import { Subscriber } from "../../../services/changes/subscriber.js";
+import { FilterView } from "../../../services/changes/view.js";
+import { change } from "./fixtures.js";
+
+const east = new FilterView("default", [{ collection: "customers", equals: { region: "east_china" }, fields: null }]);
+const east2 = new FilterView("default", [{ collection: "customers", equals: { region: "east_china" }, fields: null }]);
+const all = new FilterView("default", [{ collection: "customers", equals: {}, fields: null }]);
+
+function hub(recent = 100) {
+  const encoded: string[] = [];
+  const h = new ChangeHub(
+    (ev: StreamEvent, cursor: string) => {
+      encoded.push(`${ev.kind}@${cursor}`);
+      return new TextEncoder().encode(`${ev.kind}@${cursor};`);
+    },
+    (seq) => `c${seq}`,
+    () => recent,
+  );
+  return { h, encoded };
+}
+const sub = (view: FilterView, position: bigint, maxEvents = 100) => new Subscriber(view, position, `c${position}`, { maxEvents, maxBytes: 1 << 20 });
+const text = (s: Subscriber) => s.take(Infinity).map((e) => new TextDecoder().decode(e.bytes)).join("");
+const created = (seq: number, region: string, id = `r${seq}`) => change({ seq, id, before: null, set: { region } });
+
+describe("ChangeHub", () => {
+  it("encodes each change once per view and queues the same bytes for every member", () => {
+    const { h, encoded } = hub();
+    const [a, b, c] = [sub(east, 0n), sub(east2, 0n), sub(all, 0n)];
+    for (const s of [a, b, c]) expect(h.attach(s)).toBe(true);
+    h.publish([created(1, "east_china"), created(2, "north_china")]);
+    expect(encoded).toEqual(["upsert@c1", "upsert@c1", "upsert@c2"]);
+    expect(h.encodes).toBe(3);
+    expect(text(a)).toBe("upsert@c1;");
+    expect(text(b)).toBe("upsert@c1;");
+    expect(text(c)).toBe("upsert@c1;upsert@c2;");
+    // Everyone has judged everything, seen or not.
+    expect([a, b, c].map((s) => s.position)).toEqual([2n, 2n, 2n]);
+    expect(h.stats()).toMatchObject({ position: 2n, liveSubscribers: 3, views: 2 });
+  });
+
+  it("only a caught-up subscriber attaches, and nothing at or below its position is queued", () => {
+    const { h } = hub();
+    h.publish([created(1, "east_china"), created(2, "east_china")]);
+    const behind = sub(all, 1n);
+    expect(h.attach(behind)).toBe(false);
+    const ahead = sub(all, 3n); // read further in the database than the hub has
+    expect(h.attach(ahead)).toBe(true);
+    h.publish([created(3, "east_china"), created(4, "east_china")]);
+    expect(text(ahead)).toBe("upsert@c4;");
+  });
+
+  it("remembers recent changes for subscribers slightly behind, up to its limit", () => {
+    const { h } = hub(3);
+    h.reset(10n);
+    h.publish([11, 12, 13, 14, 15].map((s) => created(s, "east_china")));
+    expect(h.recentAfter(11n, 100, 1000n)).toBeNull(); // 12 was forgotten... but (12,15] is held
+    expect(h.recentAfter(12n, 100, 1000n)!.map((c) => c.seq)).toEqual([13n, 14n, 15n]);
+    expect(h.recentAfter(13n, 1, 1000n)!.map((c) => c.seq)).toEqual([14n]);
+    expect(h.recentAfter(12n, 100, 14n)!.map((c) => c.seq)).toEqual([13n, 14n]);
+    expect(h.recentAfter(15n, 100, 1000n)).toEqual([]);
+  });
+
+  it("ends and detaches a subscriber whose buffer overflows; the others carry on", () => {
+    const { h } = hub();
+    const slow = sub(all, 0n, 2);
+    const fast = sub(all, 0n);
+    h.attach(slow);
+    h.attach(fast);
+    h.publish([1, 2, 3].map((s) => created(s, "east_china")));
+    expect(slow.ending).toEqual({ kind: "overflow" });
+    expect(slow.live).toBe(false);
+    expect(slow.buffered).toBe(0);
+    expect(fast.buffered).toBe(3);
+    h.publish([created(4, "east_china")]);
+    expect(fast.buffered).toBe(4);
+  });
+
+  it("expiring ends every live subscriber and restarts from the floor", () => {
+    const { h } = hub();
+    const s = sub(all, 0n);
+    h.attach(s);
+    h.expire(50n);
+    expect(s.ending).toEqual({ kind: "expired", floor: 50n });
+    expect(h.position).toBe(50n);
+    expect(h.stats().liveSubscribers).toBe(0);
+  });
+});
+
+describe("Subscriber", () => {
+  it("takes queued events in messages of about maxBytes, at least one event each", () => {
+    const s = sub(all, 0n);
+    for (let i = 1; i <= 5; i++) s.push({ bytes: new Uint8Array(40), seq: BigInt(i), cursor: `c${i}`, commitMs: i });
+    expect(s.take(100).map((e) => e.seq)).toEqual([1n, 2n]);
+    expect(s.take(10).map((e) => e.seq)).toEqual([3n]);
+    expect(s.take(1000).map((e) => e.seq)).toEqual([4n, 5n]);
+    expect(s.bufferedBytes).toBe(0);
+  });
+
+  it("wait resolves on a push, on abort, or after the timeout", async () => {
+    const s = sub(all, 0n);
+    const ctl = new AbortController();
+    const t0 = Date.now();
+    await s.wait(50, ctl.signal);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(45);
+    const pushed = s.wait(10_000, ctl.signal);
+    s.push({ bytes: new Uint8Array(1), seq: 1n, cursor: "c1", commitMs: 1 });
+    await pushed;
+    s.take(10);
+    const aborted = s.wait(10_000, ctl.signal);
+    ctl.abort();
+    await aborted;
+  });
+});
