@@ -17,6 +17,8 @@ export interface EventRecord extends Omit<StoredRecord, "deleted" | "createTime"
   /** Null when the event does not know it (enter_scope from a change). */
   createTime: Date | null;
   updateTime: Date | null;
+  /** Fields shown masked. */
+  masked: readonly string[];
 }
 
 export type StreamEvent =
@@ -26,6 +28,8 @@ export type StreamEvent =
       id: string;
       version: number;
       set: Record<string, StoredValue>;
+      /** Fields of `set` shown masked. */
+      masked: readonly string[];
       cleared: string[];
       clocks: Record<string, FieldClock>;
       created: boolean;
@@ -81,21 +85,23 @@ export function changeStates(c: LogChange): ChangeStates {
   };
 }
 
-function visibleClocks(view: SubscriberView, collection: string, clocks: Record<string, FieldClock>): Record<string, FieldClock> {
+function visibleClocks(view: SubscriberView, state: RecordState, clocks: Record<string, FieldClock>): Record<string, FieldClock> {
   const out: Record<string, FieldClock> = {};
-  for (const name in clocks) if (name !== DELETED_FIELD && view.fieldVisible(collection, name)) out[name] = clocks[name]!;
+  for (const name in clocks) if (name !== DELETED_FIELD && view.fieldVisible(state, name)) out[name] = clocks[name]!;
   return out;
 }
 
-/** A stored record as the view shows it. */
+/** A stored record (in view) as the view shows it. */
 export function viewRecord(view: SubscriberView, r: StoredRecord): EventRecord {
+  const shown = view.show(r, r.fields);
   return {
     tenant: r.tenant,
     collection: r.collection,
     id: r.id,
     version: r.version,
-    fields: view.project(r.collection, r.fields),
-    clocks: visibleClocks(view, r.collection, r.clocks),
+    fields: shown.fields,
+    masked: shown.masked,
+    clocks: visibleClocks(view, r, r.clocks),
     createTime: r.createTime,
     updateTime: r.updateTime,
   };
@@ -107,10 +113,13 @@ export function changeEvent(c: LogChange, view: SubscriberView): StreamEvent | n
   const s = changeStates(c);
   const wasIn = s.before !== null && view.admits(s.before);
   const isIn = s.after !== null && view.admits(s.after);
-  if (wasIn && isIn) return upsert(c, view, false);
+  // Still in view, shown the same way: the delta. Shown another way (other
+  // grants admit it now, with other fields or masks): the record again, whole.
+  if (wasIn && isIn && view.shape(s.before!) === view.shape(s.after!)) return upsert(c, view, s.after!, false);
   if (isIn) {
-    if (c.created) return upsert(c, view, true);
+    if (c.created) return upsert(c, view, s.after!, true);
     const reason: ScopeReason = s.restored ? "restored" : "fields";
+    const shown = view.show(s.after!, s.after!.fields);
     return {
       kind: "enter",
       reason,
@@ -120,9 +129,10 @@ export function changeEvent(c: LogChange, view: SubscriberView): StreamEvent | n
         collection: c.collection,
         id: c.recordId,
         version: c.newVersion,
-        fields: view.project(c.collection, s.after!.fields),
+        fields: shown.fields,
+        masked: shown.masked,
         // The log holds the clocks this change set; the record's others are in GetRecord.
-        clocks: visibleClocks(view, c.collection, c.clocks),
+        clocks: visibleClocks(view, s.after!, c.clocks),
         createTime: null,
         updateTime: c.commitTime,
       },
@@ -135,15 +145,17 @@ export function changeEvent(c: LogChange, view: SubscriberView): StreamEvent | n
   return null;
 }
 
-function upsert(c: LogChange, view: SubscriberView, created: boolean): StreamEvent {
+function upsert(c: LogChange, view: SubscriberView, after: RecordState, created: boolean): StreamEvent {
+  const shown = view.show(after, c.set);
   return {
     kind: "upsert",
     collection: c.collection,
     id: c.recordId,
     version: c.newVersion,
-    set: view.project(c.collection, c.set),
-    cleared: c.cleared.filter((f) => view.fieldVisible(c.collection, f)),
-    clocks: visibleClocks(view, c.collection, c.clocks),
+    set: shown.fields,
+    masked: shown.masked,
+    cleared: c.cleared.filter((f) => view.fieldVisible(after, f)),
+    clocks: visibleClocks(view, after, c.clocks),
     created,
     commitTime: c.commitTime,
   };
@@ -170,6 +182,7 @@ function sameProjection(a: EventRecord, b: EventRecord): boolean {
   const ka = Object.keys(a.fields);
   if (ka.length !== Object.keys(b.fields).length) return false;
   if (Object.keys(a.clocks).length !== Object.keys(b.clocks).length) return false;
+  if (a.masked.length !== b.masked.length || a.masked.some((m) => !b.masked.includes(m))) return false;
   for (const k of ka) {
     const bv = b.fields[k];
     if (bv === undefined || !storedEquals(a.fields[k]!, bv)) return false;

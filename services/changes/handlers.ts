@@ -3,6 +3,8 @@
 // as pre-encoded bytes (encoded once per view by the hub).
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { AccessControl, CallAccess } from "../access/control.js";
+import { deviceClassOf } from "../access/engine.js";
 import {
   ChangeService,
   GetDigestBucketResponseSchema,
@@ -14,7 +16,6 @@ import {
 import type { FieldFilter } from "../../gen/deltamesh/v1/records_pb.js";
 import type { ConfigSource } from "../config/source.js";
 import { invalidArgument, type FieldViolation } from "../platform/errors.js";
-import { principalOf } from "../platform/principal.js";
 import { preEncoded } from "../platform/transport/pre-encoded.js";
 import { collectionOf, decodeFilters } from "../records/convert.js";
 import type { SchemaSet } from "../schema/types.js";
@@ -22,20 +23,22 @@ import { DEFAULT_BUCKETS, MAX_BUCKETS } from "./digest.js";
 import { recordPb } from "./encode.js";
 import { HEARTBEAT_BOUNDS } from "./settings.js";
 import type { ChangeStreams, StreamStart, SubscribeSpec } from "./streams.js";
-import { FilterView, type CollectionFilter, type SubscriberView } from "./view.js";
+import { AccessView, readableFields, unmaskedSensitiveFields } from "./access-view.js";
+import type { CollectionFilter } from "./view.js";
 
 export interface ChangeServiceDeps {
   streams: ChangeStreams;
   config: ConfigSource;
+  access: AccessControl;
 }
 
-/**
- * Builds the view of a subscriber from its request's filters. The
- * permissions area replaces this to narrow it by the caller's policy.
- */
-export type ViewFactory = (ctx: HandlerContext, filters: readonly CollectionFilter[]) => SubscriberView;
-
-export const filterViewFactory: ViewFactory = (ctx, filters) => new FilterView(principalOf(ctx).tenant, filters);
+/** A query of one collection as requests carry it, with where it sits in the request (for error details). */
+interface Query {
+  collection: string;
+  filters: readonly FieldFilter[];
+  fields: readonly string[];
+  path: string;
+}
 
 function collectionFilter(schemas: SchemaSet, q: { collection: string; filters: readonly FieldFilter[]; fields: readonly string[] }, path: string, violations: FieldViolation[]): CollectionFilter | null {
   const collection = collectionOf(schemas, q.collection, `${path}.collection`);
@@ -93,21 +96,56 @@ function bucketCountOf(n: number, violations: FieldViolation[]): number {
   return n;
 }
 
-export function createChangeService(deps: ChangeServiceDeps, viewOf: ViewFactory = filterViewFactory): ServiceImpl<typeof ChangeService> {
+export function createChangeService(deps: ChangeServiceDeps): ServiceImpl<typeof ChangeService> {
   const schemas = () => deps.config.current().schemas;
+
+  /**
+   * The caller's view of its queries: refuses a collection it may not read
+   * at all, and filters or selected fields it may not read (a filter would
+   * reveal the field's values); rows and fields are then narrowed by policy.
+   */
+  function viewOf(access: CallAccess, queries: readonly Query[], filters: readonly CollectionFilter[]): AccessView {
+    const set = schemas();
+    for (const q of queries) {
+      const schema = collectionOf(set, q.collection);
+      access.readable(schema);
+      const readable = readableFields(access.policy, access.principal, schema);
+      q.filters.forEach((f, i) => {
+        if (!readable.has(f.field)) access.requireReadableField(schema, f.field, `${q.path}filters[${i}].field`);
+      });
+      q.fields.forEach((f, i) => {
+        if (!readable.has(f)) access.requireReadableField(schema, f, `${q.path}fields[${i}]`);
+      });
+    }
+    return AccessView.build(access.policy, set, { principal: access.principal, filters, hasher: access.hasher });
+  }
 
   function digestView(ctx: HandlerContext, req: { collection: string; filters: readonly FieldFilter[]; fields?: readonly string[]; bucketCount: number }) {
     const violations: FieldViolation[] = [];
-    const f = collectionFilter(schemas(), { collection: req.collection, filters: req.filters, fields: req.fields ?? [] }, "", violations);
+    const query: Query = { collection: req.collection, filters: req.filters, fields: req.fields ?? [], path: "" };
+    const f = collectionFilter(schemas(), query, "", violations);
     const bucketCount = bucketCountOf(req.bucketCount, violations);
     if (violations.length > 0 || !f) throw invalidArgument(`invalid request: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`, violations);
-    return { view: viewOf(ctx, [f]), bucketCount };
+    return { view: viewOf(deps.access.forCall(ctx), [query], [f]), bucketCount };
   }
 
   return {
     async *subscribe(req, ctx) {
       const { filters, start, heartbeatMs } = decodeSubscribe(schemas(), req);
-      const spec: SubscribeSpec = { view: viewOf(ctx, filters), start, ...(heartbeatMs ? { heartbeatMs } : {}) };
+      const access = deps.access.forCall(ctx);
+      const view = viewOf(
+        access,
+        req.collections.map((q, i) => ({ ...q, path: `collections[${i}].` })),
+        filters,
+      );
+      // A stream may show sensitive fields in clear: audited once, when it opens.
+      for (const f of filters) {
+        const fields = unmaskedSensitiveFields(access.policy, access.principal, schemas().collections.get(f.collection)!, deviceClassOf(access.principal)).filter(
+          (name) => f.fields === null || f.fields.includes(name),
+        );
+        if (fields.length > 0) access.record("read_unmasked", { collection: f.collection, fields: [...fields], details: { stream: "subscribe" } });
+      }
+      const spec: SubscribeSpec = { view, start, ...(heartbeatMs ? { heartbeatMs } : {}) };
       for await (const bytes of deps.streams.subscribe(spec, ctx.signal)) yield preEncoded(SubscribeResponseSchema, bytes);
     },
 

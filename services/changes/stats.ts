@@ -15,6 +15,8 @@ export interface StreamStats {
   tailerCursor: string;
   /** Commit time of that change (null: none read since start). */
   tailerCommitTime: Date | null;
+  /** Committed changes the tailer has yet to read, as of its latest read. */
+  tailerBehind: bigint;
   /**
    * Largest subscriber lag: now minus the commit time of the last change a
    * subscriber has been brought up to, for subscribers that still have

@@ -178,6 +178,7 @@ export class ChangeStreams implements StreamStatsSource {
       tailerSeq: hub.position,
       tailerCursor: this.cursorOf(hub.position),
       tailerCommitTime: hub.positionCommitMs > 0 ? new Date(hub.positionCommitMs) : null,
+      tailerBehind: this.tailer.behind(),
       maxLagMs,
     };
   }

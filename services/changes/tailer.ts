@@ -32,6 +32,8 @@ export class ChangeTailer {
   private readonly pages = new PageSizer();
   /** Reads done (tests and stats). */
   reads = 0;
+  /** The log's last seq as of the latest read. */
+  private tail = 0n;
 
   constructor(
     private readonly reader: ChangeReader,
@@ -114,6 +116,7 @@ export class ChangeTailer {
       const limit = this.pages.next;
       const page = await this.reader.readPage(this.hub.position, limit);
       this.pages.observe(page.changes.length, page.size);
+      if (page.tail > this.tail) this.tail = page.tail;
       this.reads++;
       if (page.floor > this.hub.position) {
         // Retention deleted changes this node never read: its subscribers cannot continue.
@@ -127,6 +130,12 @@ export class ChangeTailer {
       }
       if (page.changes.length < limit || this.stopped) return;
     }
+  }
+
+  /** Committed changes not yet published to the hub, as of the latest read. */
+  behind(): bigint {
+    const d = this.tail - this.hub.position;
+    return d > 0n ? d : 0n;
   }
 
   /** Sleeps `ms`; with `wakeable`, a notification ends it early. `stop()` always does. */

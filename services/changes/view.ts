@@ -7,11 +7,11 @@
 // same `key` must behave identically: the hub groups subscribers by key and
 // encodes each event once per group, not once per subscriber.
 //
-// FilterView below is the unrestricted default built from a request's
-// filters and field selection. A permission-aware implementation (row scope
-// from the caller's policy, readable fields, masks) can wrap or replace it;
-// ChangeStreams.replaceViews swaps the view of open streams, which then
-// receive enter/leave events for records whose visibility changed.
+// FilterView below is a request's filters and field selection alone;
+// AccessView (./access-view.ts) narrows it by the caller's access policy
+// (row scope, readable fields, masks). ChangeStreams.replaceViews swaps the
+// view of open streams (on a policy change), which then receive enter/leave
+// events for records whose visibility changed.
 import type { StoredValue } from "../schema/types.js";
 import { storedEquals } from "../schema/values.js";
 
@@ -23,6 +23,14 @@ export interface RecordState {
   fields: Readonly<Record<string, StoredValue>>;
 }
 
+/** What a view shows of a record's fields. */
+export interface Shown {
+  /** Visible fields; masked ones hold their mask's text. */
+  fields: Record<string, StoredValue>;
+  /** Visible fields whose value is masked. */
+  masked: readonly string[];
+}
+
 export interface SubscriberView {
   /** Equal keys ⇒ identical behaviour (events are encoded once per key). Include the tenant. */
   readonly key: string;
@@ -31,10 +39,22 @@ export interface SubscriberView {
   readonly collections: readonly string[];
   /** Is this (non-deleted) record in view? Pure and fast: called per change. */
   admits(record: RecordState): boolean;
-  /** The visible fields among `fields`, with masked values where the view masks them. */
-  project(collection: string, fields: Readonly<Record<string, StoredValue>>): Record<string, StoredValue>;
-  /** Whether a field name is visible (cleared-field lists and clocks are filtered with it). */
-  fieldVisible(collection: string, field: string): boolean;
+  /**
+   * What the view shows of `fields` (the whole record, or a change's fields)
+   * for a record in view whose full state is `record`: which fields are
+   * visible and how they are masked can depend on the record (the grants
+   * whose row scope admits it).
+   */
+  show(record: RecordState, fields: Readonly<Record<string, StoredValue>>): Shown;
+  /** Whether a field of a record in view is visible (cleared-field lists and clocks are filtered with it). */
+  fieldVisible(record: RecordState, field: string): boolean;
+  /**
+   * Names how a record in view is shown (which fields, which masks). When a
+   * change alters it, the subscriber gets the record again whole
+   * (enter_scope), since a delta would leave fields it can no longer see, or
+   * miss fields it now can.
+   */
+  shape(record: RecordState): string;
   /**
    * Equality conditions every admitted record of `collection` satisfies, so
    * the store can pre-filter in SQL ({} when none). `admits` still decides.
@@ -94,7 +114,12 @@ export class FilterView implements SubscriberView {
     return true;
   }
 
-  project(collection: string, fields: Readonly<Record<string, StoredValue>>): Record<string, StoredValue> {
+  show(record: RecordState, fields: Readonly<Record<string, StoredValue>>): Shown {
+    return { fields: this.select(record.collection, fields), masked: [] };
+  }
+
+  /** The selected fields among `fields`. */
+  select(collection: string, fields: Readonly<Record<string, StoredValue>>): Record<string, StoredValue> {
     const visible = this.byCollection.get(collection)?.fields;
     if (visible === null) return fields as Record<string, StoredValue>;
     const out: Record<string, StoredValue> = {};
@@ -103,9 +128,18 @@ export class FilterView implements SubscriberView {
     return out;
   }
 
-  fieldVisible(collection: string, field: string): boolean {
+  fieldVisible(record: RecordState, field: string): boolean {
+    return this.selects(record.collection, field);
+  }
+
+  /** Whether the request selected `field` of `collection`. */
+  selects(collection: string, field: string): boolean {
     const c = this.byCollection.get(collection);
     return c !== undefined && (c.fields === null || c.fields.has(field));
+  }
+
+  shape(): string {
+    return "";
   }
 
   prefilter(collection: string): Readonly<Record<string, StoredValue>> {

@@ -21,6 +21,8 @@ import { createAuthenticator } from "./auth/authenticate.js";
 import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
 import { createChangeService } from "../changes/handlers.js";
 import { ChangeStreams } from "../changes/streams.js";
+import { AccessView } from "../changes/access-view.js";
+import { onPolicyChange } from "../access/policy-changes.js";
 import { createConflictService } from "../conflicts/handlers.js";
 import type { ConfigSource } from "../config/source.js";
 import { createRecordService } from "../records/handlers.js";
@@ -151,6 +153,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
   let embedded: RunningPostgres | null = null;
   let store: RecordStore;
   let duties: DutyRunner;
+  let stopPolicyWatch = (): void => undefined;
   try {
     cluster = await startClusterNode({
       nodeId: cfg.nodeId,
@@ -176,6 +179,20 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     });
     ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas), audit: new AuditStore(store.pool), streams };
     const c = cluster;
+    // Open streams follow the access policy: a change of it (or of the
+    // schemas it reads) swaps every stream's view, which sends the
+    // enter_scope / leave_scope events that take each copy to what it may see now.
+    stopPolicyWatch = onPolicyChange(c.config, (policy) => {
+      const schemas = c.config.current().schemas;
+      const swapped = streams.replaceViews((v) => (v instanceof AccessView ? v.rebuilt(policy, schemas) : null));
+      if (swapped > 0) log.info({ streams: swapped, policyRevision: policy.revision }, "access changed: open streams switch views");
+    });
+    c.setStreamStats({
+      streamStats() {
+        const s = streams.streamStats();
+        return { subscribers: s.subscribers, lag: s.tailerBehind };
+      },
+    });
     duties = new DutyRunner({ pool: store.pool, nodeId: cfg.nodeId, lead: c, retention: () => c.config.current().retention, log });
     duties.start();
     health.setServing("", true);
@@ -207,6 +224,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
         log.info("shutting down: draining calls");
         // Leaves the cluster first: a successor leads without waiting out the lease.
         await duties.stop();
+        stopPolicyWatch();
         await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs), c.close()]);
         await ready?.pipeline.drain();
         auth.close();

@@ -40,6 +40,8 @@ export interface LogPage {
   size: number;
   /** The retention floor read with the rows. */
   floor: bigint;
+  /** The last committed seq when the rows were read (the floor when the log is empty). */
+  tail: bigint;
 }
 
 export interface LogBounds {
@@ -67,6 +69,7 @@ export interface ChangeListener {
 
 interface LogRow {
   floor: string;
+  tail: string | null;
   seq: string | null;
   tenant: string;
   collection: string;
@@ -95,7 +98,7 @@ const FLOOR_SQL = `COALESCE((SELECT value::bigint FROM deltamesh_meta WHERE key 
 // subscriber without filters never needs them, and parsing them is most of
 // the cost of a read.
 const PAGE_SQL = `
-  SELECT f.floor, c.* FROM (SELECT ${FLOOR_SQL} AS floor) f
+  SELECT f.floor, f.tail, c.* FROM (SELECT ${FLOOR_SQL} AS floor, (SELECT max(seq) FROM changes) AS tail) f
   LEFT JOIN LATERAL (
     SELECT seq, tenant, collection, record_id, old_version, new_version,
            (delta->'set')::text AS set, delta->'cleared' AS cleared, delta->'clocks' AS clocks, delta->>'h' AS h, delta->'k' AS k, source, actor, device,
@@ -158,10 +161,12 @@ export class ChangeReader {
   async readPage(after: bigint, limit: number, upTo: bigint = MAX_SEQ): Promise<LogPage> {
     const res = await this.run(() => this.pool.query<LogRow>(PAGE_SQL, [after.toString(), upTo.toString(), limit]));
     const floor = BigInt(res.rows[0]?.floor ?? "0");
+    const last = res.rows[0]?.tail;
+    const tail = last === null || last === undefined ? floor : BigInt(last);
     const rows = res.rows.filter((r) => r.seq !== null);
     let size = 0;
     for (const r of rows) size += r.set.length + (r.image?.length ?? 0) + (r.prior?.length ?? 0);
-    return { changes: rows.map(toLogChange), floor, size };
+    return { changes: rows.map(toLogChange), floor, tail: tail > floor ? tail : floor, size };
   }
 
   async bounds(): Promise<LogBounds> {

@@ -5,11 +5,13 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AccessService, Action, AuditEventKind } from "../../../gen/deltamesh/v1/access_pb.js";
+import { ChangeService } from "../../../gen/deltamesh/v1/changes_pb.js";
 import { ConflictService } from "../../../gen/deltamesh/v1/conflicts_pb.js";
 import { GetRecordRequestSchema, RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { identityHeaders, type TestNode } from "../../support/node.js";
 import { byId, dec, enm, rejection, str } from "../../support/rpc.js";
+import { openStream } from "../../support/streams.js";
 import { ADMIN, eastManager, startAccessNode, uid } from "./helpers.js";
 
 const CANARY = {
@@ -130,6 +132,25 @@ describe("canary values for a principal who sees them masked (east manager, phon
     for (const [what, v] of responses) {
       const msg = v as { $typeName?: string };
       expect(msg.$typeName, what).toBeDefined();
+    }
+  });
+
+  it("change streams carry masks, never the values: snapshot, live upserts, digests", async () => {
+    const s = openStream(node.grpcJs(ChangeService, me), { collections: [{ collection: "customers" }], start: { case: "snapshot", value: {} } });
+    try {
+      await s.until((e) => e.some((x) => x.kind.case === "snapshotEnd"));
+      const from = s.events.length;
+      await node.grpcJs(RecordService, ADMIN).writeRecords({ mutations: [{ ref: byId(id), set: { phone: str(CANARY.phoneLater), notes: str("stream") }, source: "crm-desktop" }] });
+      await s.until((e) => e.slice(from).some((x) => x.kind.case === "upsert" && x.kind.value.id === id));
+      const mine = s.events.filter((e) => (e.kind.case === "snapshotRecord" && e.kind.value.record!.id === id) || (e.kind.case === "upsert" && e.kind.value.id === id));
+      expect(mine.length).toBe(2);
+      expect(text(mine)).toContain("139****5678");
+      const bucket = await node.grpcJs(ChangeService, me).getDigestBucket({ collection: "customers", bucketCount: 1, bucket: 0 });
+      expect(bucket.records.some((r) => r.id === id)).toBe(true);
+      expectNoCanary("stream events", text(s.events));
+      expectNoCanary("digest bucket", text(bucket));
+    } finally {
+      s.close();
     }
   });
 

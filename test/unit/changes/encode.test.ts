@@ -11,7 +11,7 @@ describe("encode", () => {
   it("framed events joined in any number form one SubscribeResponse, long ones included", () => {
     const long = "x".repeat(70_000);
     const parts = [
-      encodeEvent({ kind: "upsert", collection: "c", id: "1", version: 1, set: { name: long, n: 5 }, cleared: [], clocks: { name: clock(1) }, created: true, commitTime: new Date(0) }, "cur1", schemas),
+      encodeEvent({ kind: "upsert", collection: "c", id: "1", version: 1, set: { name: long, n: 5 }, masked: [], cleared: [], clocks: { name: clock(1) }, created: true, commitTime: new Date(0) }, "cur1", schemas),
       encodeEvent({ kind: "delete", collection: "c", id: "2", version: 3, commitTime: new Date(0) }, "cur2", schemas),
       encodeHeartbeat("cur3", 1000),
     ];

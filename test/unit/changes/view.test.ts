@@ -27,9 +27,11 @@ describe("FilterView", () => {
 
   it("projects selected fields and reports visibility", () => {
     const v = new FilterView("t", [{ collection: "c", equals: {}, fields: ["name"] }]);
-    expect(v.project("c", { name: "x", phone: "y" })).toEqual({ name: "x" });
-    expect(v.project("zzz", { name: "x" })).toEqual({});
-    expect(v.fieldVisible("c", "phone")).toBe(false);
+    const state = (collection: string) => ({ collection, id: "1", version: 1, fields: { name: "x", phone: "y" } });
+    expect(v.show(state("c"), { name: "x", phone: "y" })).toEqual({ fields: { name: "x" }, masked: [] });
+    expect(v.show(state("zzz"), { name: "x" })).toEqual({ fields: {}, masked: [] });
+    expect(v.fieldVisible(state("c"), "phone")).toBe(false);
+    expect(v.fieldVisible(state("c"), "name")).toBe(true);
     expect(v.prefilter("c")).toEqual({});
   });
 });
