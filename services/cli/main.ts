@@ -1,8 +1,10 @@
 // The `deltamesh` command: run a node (serve, dev), migrate a database, and
 // get/put/list records for a person trying it out.
 import { Command, InvalidArgumentError } from "commander";
-import { resolveNodeConfig, type NodeConfigInput } from "../platform/node-config.js";
+import { createLogger } from "../platform/logger.js";
+import { resolveNodeConfig, type NodeConfig, type NodeConfigInput } from "../platform/node-config.js";
 import { startNode } from "../platform/server.js";
+import { startTelemetry, type Telemetry } from "../platform/telemetry/sdk.js";
 import { migrate } from "../store/migrate.js";
 import pg from "pg";
 import { connectRecords, parseAssignments, printRecord, refFor } from "./record-commands.js";
@@ -27,6 +29,8 @@ interface ServeFlags {
   dataDir?: string;
   config?: string;
   nodeId?: string;
+  metricsPort?: number;
+  healthPort?: number;
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
@@ -44,6 +48,8 @@ function toNodeInput(f: ServeFlags, defaults: NodeConfigInput = {}): NodeConfigI
   if (f.dataDir !== undefined) input.dataDir = f.dataDir;
   if (f.config !== undefined) input.configFile = f.config;
   if (f.nodeId !== undefined) input.nodeId = f.nodeId;
+  if (f.metricsPort !== undefined) input.metricsPort = f.metricsPort;
+  if (f.healthPort !== undefined) input.healthPort = f.healthPort;
   if (f.insecureDevAuth !== undefined) input.insecureDevAuth = f.insecureDevAuth;
   if (f.tlsCert && f.tlsKey) {
     input.tls = { certFile: f.tlsCert, keyFile: f.tlsKey, caFile: f.tlsCa, requireClientCert: f.requireClientCert ?? false };
@@ -51,12 +57,26 @@ function toNodeInput(f: ServeFlags, defaults: NodeConfigInput = {}): NodeConfigI
   return input;
 }
 
+/** Telemetry only when something consumes it: otherwise recording stays a no-op. */
+async function maybeStartTelemetry(cfg: NodeConfig, log: ReturnType<typeof createLogger>): Promise<Telemetry | null> {
+  if (cfg.metricsPort < 0 && cfg.otlpEndpoint === undefined) return null;
+  return startTelemetry({ instanceId: cfg.nodeId, metricsPort: cfg.metricsPort, metricsHost: cfg.host, otlp: cfg.otlpEndpoint !== undefined, log });
+}
+
 async function runUntilSignalled(input: NodeConfigInput, banner: (grpc: number, web: number | null, db: string) => string): Promise<void> {
-  const node = await startNode(resolveNodeConfig(input));
+  const cfg = resolveNodeConfig(input);
+  const log = createLogger(cfg.logLevel, { node: cfg.nodeId });
+  const telemetry = await maybeStartTelemetry(cfg, log);
+  const node = await startNode(cfg, log).catch(async (e: unknown) => {
+    await telemetry?.shutdown();
+    throw e;
+  });
   process.stdout.write(banner(node.grpcPort, node.webPort, node.databaseUrl) + "\n");
+  if (telemetry?.metricsPort != null) process.stdout.write(`metrics on :${telemetry.metricsPort}/metrics\n`);
   const shutdown = (signal: string) => {
     node.log.info({ signal }, "signal received");
-    node.stop().then(
+    // Telemetry last: it flushes the spans of the drain itself.
+    node.stop().then(() => telemetry?.shutdown()).then(
       () => process.exit(0),
       (e: unknown) => {
         node.log.error({ err: e }, "shutdown failed");
@@ -77,7 +97,9 @@ function serveOptions(cmd: Command): Command {
     .option("--database-url <url>", "PostgreSQL URL (default: embedded PostgreSQL in --data-dir)")
     .option("--data-dir <dir>", "folder for the embedded PostgreSQL")
     .option("--config <file>", "schema/policy file (YAML or JSON)")
-    .option("--node-id <id>", "this node's name in the cluster");
+    .option("--node-id <id>", "this node's name in the cluster")
+    .option("--metrics-port <n>", "Prometheus /metrics port (0: any free port; default off)", port)
+    .option("--health-port <n>", "plaintext gRPC health-only port for probes when TLS is on (default off)", port);
 }
 
 serveOptions(program.command("serve").description("run a node (settings from flags or DELTAMESH_* variables)"))

@@ -30,6 +30,12 @@ export interface NodeConfig {
   /** Accept caller identity from x-deltamesh-* headers without verification. Development only. */
   insecureDevAuth: boolean;
   logLevel: string;
+  /** Prometheus scrape endpoint (`/metrics`) port; 0 picks a free one, -1 (default) disables it. */
+  metricsPort: number;
+  /** Plaintext gRPC listener serving only grpc.health.v1 (for kubelet probes when TLS is on); -1 (default) disables it. */
+  healthPort: number;
+  /** OTLP collector base URL (standard OTEL_EXPORTER_OTLP_ENDPOINT); absent: no OTLP export. */
+  otlpEndpoint?: string;
 }
 
 export type NodeConfigInput = Partial<NodeConfig>;
@@ -69,5 +75,10 @@ export function resolveNodeConfig(input: NodeConfigInput = {}): NodeConfig {
     shutdownGraceMs: intFrom(input.shutdownGraceMs ?? env("SHUTDOWN_GRACE_MS"), "shutdown grace") ?? 10_000,
     insecureDevAuth: input.insecureDevAuth ?? env("INSECURE_DEV_AUTH") === "true",
     logLevel: input.logLevel ?? env("LOG_LEVEL") ?? "info",
+    metricsPort: intFrom(input.metricsPort ?? env("METRICS_PORT"), "metrics port") ?? -1,
+    healthPort: intFrom(input.healthPort ?? env("HEALTH_PORT"), "health port") ?? -1,
+    // The OpenTelemetry variable, not a DELTAMESH_ one: collectors' docs and
+    // operators already use it. The SDK reads the other OTEL_* variables itself.
+    otlpEndpoint: input.otlpEndpoint ?? (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || undefined),
   };
 }

@@ -17,6 +17,8 @@ import { HealthState } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import type { NodeConfig } from "./node-config.js";
 import { ANONYMOUS, principalKey } from "./principal.js";
+import { registerConfigRevision } from "./telemetry/gauges.js";
+import { rpcTelemetry } from "./telemetry/rpc.js";
 import { startGrpcServer, type GrpcTls } from "./transport/grpc-server.js";
 import { startWebServer } from "./transport/web-server.js";
 import type { RequestHook, ServedService } from "./transport/wrap.js";
@@ -24,6 +26,8 @@ import type { RequestHook, ServedService } from "./transport/wrap.js";
 export interface RunningNode {
   grpcPort: number;
   webPort: number | null;
+  /** Plaintext health-only gRPC port (probes when TLS is on), null when disabled. */
+  healthPort: number | null;
   databaseUrl: string;
   store: RecordStore;
   config: ConfigSource;
@@ -34,6 +38,13 @@ export interface RunningNode {
 
 /** The services every node hosts, by the name their health status uses. */
 export const SERVED: readonly DescService[] = [RecordService, ConflictService];
+
+/**
+ * Health name that is SERVING while the process answers at all (liveness
+ * probes): unlike "", it does not fail while the database is unreachable, so
+ * a database outage does not make Kubernetes restart every node.
+ */
+export const LIVENESS = "liveness";
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
   const config = await loadFileConfigSource(cfg.configFile, { watch: true });
@@ -75,6 +86,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     port: cfg.grpcPort,
     services,
     hooks,
+    interceptors: [rpcTelemetry],
     health,
     tls,
     maxReceiveMessageBytes: cfg.maxMessageBytes,
@@ -82,9 +94,12 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
   });
   const web =
     cfg.webPort >= 0
-      ? await startWebServer({ host: cfg.host, port: cfg.webPort, services, hooks, health, tls, readMaxBytes: cfg.maxMessageBytes, log })
+      ? await startWebServer({ host: cfg.host, port: cfg.webPort, services, hooks, interceptors: [rpcTelemetry], health, tls, readMaxBytes: cfg.maxMessageBytes, log })
       : null;
-  log.info({ grpcPort: grpc.port, webPort: web?.port ?? null }, "listening");
+  // Kubelet gRPC probes cannot speak TLS: with TLS on, they use this listener.
+  const probes = cfg.healthPort >= 0 ? await startGrpcServer({ host: cfg.host, port: cfg.healthPort, services: [], health, log }) : null;
+  health.setServing(LIVENESS, true);
+  log.info({ grpcPort: grpc.port, webPort: web?.port ?? null, healthPort: probes?.port ?? null }, "listening");
 
   let embedded: RunningPostgres | null = null;
   let store: RecordStore;
@@ -101,15 +116,17 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     for (const s of SERVED) health.setServing(s.typeName, true);
     log.info({ configRevision: config.current().revision }, "ready");
   } catch (e) {
-    await Promise.allSettled([grpc.shutdown(0), web?.shutdown(0), embedded?.stop(), config.close()]);
+    await Promise.allSettled([grpc.shutdown(0), web?.shutdown(0), probes?.shutdown(0), embedded?.stop(), config.close()]);
     throw e;
   }
 
+  const unregisterRevision = registerConfigRevision(() => config.current().revision);
   let stopping: Promise<void> | null = null;
   const databaseUrl = cfg.databaseUrl ?? embedded!.url;
   return {
     grpcPort: grpc.port,
     webPort: web?.port ?? null,
+    healthPort: probes?.port ?? null,
     databaseUrl,
     store,
     config,
@@ -117,7 +134,8 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     stop() {
       stopping ??= (async () => {
         log.info("shutting down: draining calls");
-        await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs)]);
+        unregisterRevision();
+        await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs), probes?.shutdown(0)]);
         await ready?.pipeline.drain();
         await store.close();
         await embedded?.stop();
