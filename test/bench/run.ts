@@ -1,4 +1,5 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its figures.
+import { telemetryBench } from "./telemetry.js";
 import { writesBench } from "./writes.js";
 
 export interface BenchContext {
@@ -10,6 +11,7 @@ export interface BenchContext {
 
 const BENCHES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   writes: writesBench,
+  telemetry: telemetryBench,
 };
 
 const name = process.argv[2];

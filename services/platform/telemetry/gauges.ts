@@ -52,47 +52,58 @@ function safely<T>(read: () => T): T | undefined {
   }
 }
 
-/** Creates the observable gauges on `meter` (the SDK calls this once when it starts). */
+/**
+ * The SDK keeps reporting the last value of every attribute set a gauge ever
+ * observed (cumulative temporality has no staleness), so a gauge never just
+ * stops: a replaced config revision is reported 0, and a gauge whose owners all
+ * unregistered reports 0 rather than its last value.
+ */
 export function bindGauges(meter: Meter): void {
+  const shownRevisions = new Set<string>();
   meter
-    .createObservableGauge(METRIC_CONFIG_INFO, { description: "Config revision the node runs (value 1, label revision)" })
+    .createObservableGauge(METRIC_CONFIG_INFO, { description: "1 for the config revision the node runs (label revision), 0 for earlier ones" })
     .addCallback((r: ObservableResult) => {
-      const seen = new Set<string>();
+      const current = new Set<string>();
       for (const read of configRevisions) {
         const revision = safely(read);
-        if (revision !== undefined && !seen.has(revision)) {
-          seen.add(revision);
-          r.observe(1, { revision });
-        }
+        if (revision !== undefined) current.add(revision);
       }
-    });
-  meter
-    .createObservableGauge(METRIC_STREAMS_OPEN, { description: "Open change streams", unit: "{stream}" })
-    .addCallback((r) => {
-      if (openStreams.size === 0) return;
-      let total = 0;
-      for (const read of openStreams) total += safely(read) ?? 0;
-      r.observe(total);
-    });
-  meter
-    .createObservableGauge(METRIC_STREAM_LAG, {
-      description: "Now minus commit time of the last delivered change, most-behind subscriber",
-      unit: "s",
-    })
-    .addCallback((r) => {
-      let worst: number | undefined;
-      for (const read of streamLags) {
-        const lag = safely(read);
-        if (lag !== undefined && Number.isFinite(lag)) worst = Math.max(worst ?? 0, lag);
+      for (const revision of current) {
+        shownRevisions.add(revision);
+        r.observe(1, { revision });
       }
-      if (worst !== undefined) r.observe(worst);
+      for (const revision of shownRevisions) if (!current.has(revision)) r.observe(0, { revision });
     });
-  meter
-    .createObservableGauge(METRIC_LEADER, { description: "1 while this node is the cluster leader" })
-    .addCallback((r) => {
-      if (leaders.size === 0) return;
-      let leading = false;
-      for (const read of leaders) leading ||= safely(read) === true;
-      r.observe(leading ? 1 : 0);
+  const observeOnceRegistered = (name: string, description: string, unit: string | undefined, read: () => number) => {
+    let shown = false;
+    meter.createObservableGauge(name, { description, ...(unit ? { unit } : {}) }).addCallback((r) => {
+      const value = read();
+      if (Number.isNaN(value)) {
+        if (shown) r.observe(0);
+        return;
+      }
+      shown = true;
+      r.observe(value);
     });
+  };
+  observeOnceRegistered(METRIC_STREAMS_OPEN, "Open change streams", "{stream}", () => {
+    if (openStreams.size === 0) return NaN;
+    let total = 0;
+    for (const read of openStreams) total += safely(read) ?? 0;
+    return total;
+  });
+  observeOnceRegistered(METRIC_STREAM_LAG, "Now minus commit time of the last delivered change, most-behind subscriber", "s", () => {
+    let worst = NaN;
+    for (const read of streamLags) {
+      const lag = safely(read);
+      if (lag !== undefined && Number.isFinite(lag)) worst = Number.isNaN(worst) ? lag : Math.max(worst, lag);
+    }
+    return worst;
+  });
+  observeOnceRegistered(METRIC_LEADER, "1 while this node is the cluster leader", undefined, () => {
+    if (leaders.size === 0) return NaN;
+    let leading = false;
+    for (const read of leaders) leading ||= safely(read) === true;
+    return leading ? 1 : 0;
+  });
 }

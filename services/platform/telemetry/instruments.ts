@@ -1,8 +1,10 @@
-// The synchronous instruments recorded on hot paths (RPCs, write batches,
-// stream delivery). Code records through `instruments()` at call time, so it
-// never matters whether the SDK started before or after a module was loaded:
-// until `bindInstruments` runs they are the API's no-op instruments.
-import { createNoopMeter, type Counter, type Histogram, type Meter } from "@opentelemetry/api";
+// The tracer and the synchronous instruments recorded on hot paths (RPCs,
+// write batches, stream delivery). Code records through `instruments()` at
+// call time, so it never matters whether the SDK started before or after a
+// module was loaded: until `bindInstruments` runs they are no-ops. (A tracer
+// kept from module load would also stay a no-op after an SDK restart: the API
+// replaces its proxy provider when disabled.)
+import { createNoopMeter, trace, type Counter, type Histogram, type Meter, type Tracer } from "@opentelemetry/api";
 import {
   METRIC_CONFLICTS,
   METRIC_RPC_SERVER_DURATION,
@@ -10,9 +12,13 @@ import {
   METRIC_WRITE_BATCH_DURATION,
   METRIC_WRITE_BATCH_SIZE,
   METRIC_WRITE_MUTATIONS,
+  SCOPE,
 } from "./names.js";
 
 export interface Instruments {
+  /** Whether spans go anywhere: when not, hot paths skip span and context work entirely. */
+  tracing: boolean;
+  tracer: Tracer;
   rpcDuration: Histogram;
   writeMutations: Counter;
   batchSize: Histogram;
@@ -26,8 +32,10 @@ const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Mutations per batch: powers of two up to twice the default batch limit (512). */
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
-function create(meter: Meter): Instruments {
+function create(meter: Meter, tracing: boolean, version?: string): Instruments {
   return {
+    tracing,
+    tracer: trace.getTracer(SCOPE, version),
     rpcDuration: meter.createHistogram(METRIC_RPC_SERVER_DURATION, {
       description: "Duration of incoming RPCs",
       unit: "s",
@@ -58,17 +66,17 @@ function create(meter: Meter): Instruments {
   };
 }
 
-let current: Instruments = create(createNoopMeter());
+let current: Instruments = create(createNoopMeter(), false);
 
 export function instruments(): Instruments {
   return current;
 }
 
-/** Record into `meter` from now on (the SDK calls this when it starts; a no-op meter when it stops). */
-export function bindInstruments(meter: Meter): void {
-  current = create(meter);
+/** Record into `meter` (and spans, when `tracing`) from now on; the SDK calls this when it starts. */
+export function bindInstruments(meter: Meter, tracing: boolean, version?: string): void {
+  current = create(meter, tracing, version);
 }
 
 export function unbindInstruments(): void {
-  current = create(createNoopMeter());
+  current = create(createNoopMeter(), false);
 }

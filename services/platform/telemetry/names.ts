@@ -11,7 +11,7 @@ export const METRIC_WRITE_BATCH_SIZE = "deltamesh.write.batch.size";
 export const METRIC_WRITE_BATCH_DURATION = "deltamesh.write.batch.duration";
 /** Counter of concurrent field edits decided by a policy; attributes `policy`, `outcome` (the field's outcome). */
 export const METRIC_CONFLICTS = "deltamesh.conflicts";
-/** Gauge, 1 per config revision a node runs; attribute `revision`. */
+/** Gauge: 1 for the config revision the node runs, 0 for revisions it ran before; attribute `revision`. */
 export const METRIC_CONFIG_INFO = "deltamesh.config.info";
 /** Gauge of open change streams (subscribers) on the node. */
 export const METRIC_STREAMS_OPEN = "deltamesh.streams.open";

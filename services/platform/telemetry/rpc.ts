@@ -7,13 +7,20 @@
 // failed mark the span as an error (gRPC's server-side rule): a NOT_FOUND or
 // an ABORTED write is the service working as designed.
 import { Code } from "@connectrpc/connect";
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type TextMapGetter } from "@opentelemetry/api";
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Context,
+  type Span,
+  type TextMapGetter,
+} from "@opentelemetry/api";
 import { ATTR_ERROR_TYPE, ATTR_RPC_METHOD, ATTR_RPC_STATUS_CODE, ATTR_RPC_SYSTEM_NAME } from "@opentelemetry/semantic-conventions";
 import type { CallInterceptor } from "../transport/wrap.js";
 import { instruments } from "./instruments.js";
-import { SCOPE } from "./names.js";
-
-const tracer = trace.getTracer(SCOPE);
 
 /** "DeadlineExceeded" -> "DEADLINE_EXCEEDED", for every code. */
 const CODE_NAMES = new Map<Code, string>(
@@ -45,29 +52,32 @@ const headerGetter: TextMapGetter<Headers> = {
 };
 
 export const rpcTelemetry: CallInterceptor = (ctx, method) => {
+  const m = instruments();
   const rpcMethod = `${method.parent.typeName}/${method.name}`;
   const system = ctx.protocolName === "connect" ? "connectrpc" : "grpc";
-  // A caller's W3C traceparent makes this span part of its trace.
-  const parent = propagation.extract(ROOT_CONTEXT, ctx.requestHeader, headerGetter);
-  const span = tracer.startSpan(
-    rpcMethod,
-    { kind: SpanKind.SERVER, attributes: { [ATTR_RPC_SYSTEM_NAME]: system, [ATTR_RPC_METHOD]: rpcMethod } },
-    parent,
-  );
-  const active = trace.setSpan(parent, span);
   const started = performance.now();
+  let span: Span | undefined;
+  let active: Context | undefined;
+  if (m.tracing) {
+    // A caller's W3C traceparent makes this span part of its trace.
+    const parent = propagation.extract(ROOT_CONTEXT, ctx.requestHeader, headerGetter);
+    span = m.tracer.startSpan(rpcMethod, { kind: SpanKind.SERVER, attributes: { [ATTR_RPC_SYSTEM_NAME]: system, [ATTR_RPC_METHOD]: rpcMethod } }, parent);
+    active = trace.setSpan(parent, span);
+  }
   return {
-    run: (fn) => context.with(active, fn),
+    run: (fn) => (active ? context.with(active, fn) : fn()),
     end(error) {
       const status = statusName(error?.code);
-      span.setAttribute(ATTR_RPC_STATUS_CODE, status);
       const fault = error !== undefined && isServerFault(error.code);
-      if (fault) {
-        span.setAttribute(ATTR_ERROR_TYPE, status);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
+      if (span) {
+        span.setAttribute(ATTR_RPC_STATUS_CODE, status);
+        if (fault) {
+          span.setAttribute(ATTR_ERROR_TYPE, status);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
+        }
+        span.end();
       }
-      span.end();
-      instruments().rpcDuration.record((performance.now() - started) / 1000, {
+      m.rpcDuration.record((performance.now() - started) / 1000, {
         [ATTR_RPC_SYSTEM_NAME]: system,
         [ATTR_RPC_METHOD]: rpcMethod,
         [ATTR_RPC_STATUS_CODE]: status,

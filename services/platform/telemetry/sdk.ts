@@ -10,7 +10,7 @@
 // default; http/json; grpc), OTEL_EXPORTER_OTLP_HEADERS, OTEL_METRIC_EXPORT_INTERVAL,
 // OTEL_TRACES_SAMPLER(_ARG), OTEL_RESOURCE_ATTRIBUTES.
 import { createRequire } from "node:module";
-import { context, diag, DiagLogLevel, metrics, propagation, trace } from "@opentelemetry/api";
+import { context, diag, DiagLogLevel, metrics, propagation, trace, type ContextManager } from "@opentelemetry/api";
 import { OTLPMetricExporter as OtlpGrpcMetrics } from "@opentelemetry/exporter-metrics-otlp-grpc";
 import { OTLPMetricExporter as OtlpJsonMetrics } from "@opentelemetry/exporter-metrics-otlp-http";
 import { OTLPMetricExporter as OtlpProtoMetrics } from "@opentelemetry/exporter-metrics-otlp-proto";
@@ -53,6 +53,8 @@ export interface TelemetryOptions {
 }
 
 export interface Telemetry {
+  /** Whether spans are recorded (an OTLP endpoint or span processors); when not, logs carry no trace ids. */
+  tracing: boolean;
   /** The Prometheus endpoint's port, null when disabled. */
   metricsPort: number | null;
   /** Flushes pending spans and metrics, stops the endpoint. Idempotent. */
@@ -105,6 +107,11 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
   const spanProcessors = [...(opts.spanProcessors ?? [])];
   if (opts.otlp) spanProcessors.push(new BatchSpanProcessor({ exporter: otlpSpanExporter() }));
 
+  // Without a span consumer, no context manager and no propagator: with
+  // AsyncLocalStorage enabled every promise in the process pays for context
+  // tracking, which buys nothing when no span is recorded.
+  const tracing = spanProcessors.length > 0;
+
   // Queries outside an RPC or a write batch (tailer polls, migrations) make no
   // spans of their own: they would be noise without a caller.
   const pg = new PgInstrumentation({ requireParentSpan: true });
@@ -121,6 +128,8 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
     metricReaders: readers,
     spanProcessors,
     instrumentations: [pg],
+    // null = "do not register" (documented by the SDK; its typings lag behind).
+    ...(tracing ? {} : { contextManager: null as unknown as ContextManager, textMapPropagator: null }),
   });
   sdk.start();
   // `pg` was loaded through ESM before the SDK started, which the require hook
@@ -129,7 +138,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
   createRequire(import.meta.url)("pg");
 
   const meter = metrics.getMeter(SCOPE, VERSION);
-  bindInstruments(meter);
+  bindInstruments(meter, tracing, VERSION);
   bindGauges(meter);
 
   let server: RunningMetricsServer | null = null;
@@ -143,6 +152,7 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<Telemetry>
 
   let stopping: Promise<void> | null = null;
   const telemetry: Telemetry = {
+    tracing,
     metricsPort: server?.port ?? null,
     shutdown() {
       stopping ??= (async () => {

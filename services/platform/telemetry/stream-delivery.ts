@@ -8,11 +8,9 @@
 //
 // Stream lag and open streams are gauges: see registerStreamLag and
 // registerOpenStreams in gauges.ts.
-import { SpanStatusCode, trace } from "@opentelemetry/api";
+import { SpanStatusCode } from "@opentelemetry/api";
 import { instruments } from "./instruments.js";
-import { SCOPE, SPAN_STREAM_DELIVERY } from "./names.js";
-
-const tracer = trace.getTracer(SCOPE);
+import { SPAN_STREAM_DELIVERY } from "./names.js";
 
 export interface StreamDelivery {
   /** Events (changes, heartbeats, scope changes) in this message. */
@@ -29,25 +27,27 @@ export interface DeliveryScope {
 }
 
 export function startStreamDelivery(d: StreamDelivery, now = Date.now()): DeliveryScope {
-  const span = tracer.startSpan(SPAN_STREAM_DELIVERY, {
-    attributes: {
-      "deltamesh.stream.events": d.events,
-      ...(d.cursor ? { "deltamesh.stream.cursor": d.cursor } : {}),
-      ...(d.lastCommitTime ? { "deltamesh.stream.lag_ms": Math.max(0, now - d.lastCommitTime.getTime()) } : {}),
-    },
-  });
+  const m = instruments();
+  const span = m.tracing
+    ? m.tracer.startSpan(SPAN_STREAM_DELIVERY, {
+        attributes: {
+          "deltamesh.stream.events": d.events,
+          ...(d.cursor ? { "deltamesh.stream.cursor": d.cursor } : {}),
+          ...(d.lastCommitTime ? { "deltamesh.stream.lag_ms": Math.max(0, now - d.lastCommitTime.getTime()) } : {}),
+        },
+      })
+    : undefined;
   let done = false;
   return {
     end(error?: unknown) {
       if (done) return;
       done = true;
-      if (error !== undefined) {
-        span.recordException(error instanceof Error ? error : String(error));
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
-      } else {
-        instruments().streamEvents.add(d.events);
+      if (error === undefined) m.streamEvents.add(d.events);
+      else {
+        span?.recordException(error instanceof Error ? error : String(error));
+        span?.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
       }
-      span.end();
+      span?.end();
     },
   };
 }

@@ -3,11 +3,9 @@
 // outcome, batch sizes and durations, conflicts by policy. A batch serves
 // many RPCs: its span continues the trace of the request that opened it and
 // links to the others, so every caller's trace leads to the transaction.
-import { context, SpanStatusCode, trace, type Context, type Link } from "@opentelemetry/api";
+import { context, SpanStatusCode, trace, type Context, type Link, type Span } from "@opentelemetry/api";
 import { instruments } from "./instruments.js";
-import { SCOPE, SPAN_WRITE_BATCH } from "./names.js";
-
-const tracer = trace.getTracer(SCOPE);
+import { SPAN_WRITE_BATCH } from "./names.js";
 
 /** The trace context a write was requested in (opaque to the pipeline). */
 export type CallerContext = Context;
@@ -36,30 +34,36 @@ export async function observeWriteBatch<T extends readonly ObservedOutcome[]>(
 ): Promise<T> {
   let mutations = 0;
   for (const p of batch) mutations += p.req.mutations.length;
-  const parent = batch[0]?.caller ?? context.active();
-  const span = tracer.startSpan(
-    SPAN_WRITE_BATCH,
-    { attributes: { "deltamesh.batch.requests": batch.length, "deltamesh.batch.mutations": mutations, "deltamesh.batch.attempt": attempt } },
-    parent,
-  );
-  if (span.isRecording() && batch.length > 1) span.addLinks(callerLinks(batch));
   const m = instruments();
   m.batchSize.record(mutations);
+  const span = m.tracing ? batchSpan(batch, attempt, mutations) : undefined;
   const started = performance.now();
   let outcomes: T;
   try {
-    outcomes = await context.with(trace.setSpan(parent, span), transaction);
+    outcomes = await (span ? context.with(trace.setSpan(batch[0]?.caller ?? context.active(), span), transaction) : transaction());
   } catch (e) {
     m.batchDuration.record((performance.now() - started) / 1000, { outcome: "error" });
-    span.recordException(e instanceof Error ? e : String(e));
-    span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message : String(e) });
-    span.end();
+    if (span) {
+      span.recordException(e instanceof Error ? e : String(e));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message : String(e) });
+      span.end();
+    }
     throw e;
   }
   m.batchDuration.record((performance.now() - started) / 1000, { outcome: "ok" });
-  span.end();
+  span?.end();
   countOutcomes(batch, outcomes);
   return outcomes;
+}
+
+function batchSpan(batch: readonly ObservedRequest[], attempt: number, mutations: number): Span {
+  const span = instruments().tracer.startSpan(
+    SPAN_WRITE_BATCH,
+    { attributes: { "deltamesh.batch.requests": batch.length, "deltamesh.batch.mutations": mutations, "deltamesh.batch.attempt": attempt } },
+    batch[0]?.caller ?? context.active(),
+  );
+  if (batch.length > 1) span.addLinks(callerLinks(batch));
+  return span;
 }
 
 function callerLinks(batch: readonly ObservedRequest[]): Link[] {
