@@ -73,6 +73,7 @@ async function runUntilSignalled(input: NodeConfigInput, banner: (grpc: number, 
   });
   process.stdout.write(banner(node.grpcPort, node.webPort, node.databaseUrl) + "\n");
   if (telemetry?.metricsPort != null) process.stdout.write(`metrics on :${telemetry.metricsPort}/metrics\n`);
+  if (node.healthPort !== null) process.stdout.write(`health (probes) on :${node.healthPort}\n`);
   const shutdown = (signal: string) => {
     node.log.info({ signal }, "signal received");
     // Telemetry last: it flushes the spans of the drain itself.

@@ -3,10 +3,9 @@
 // in Loki or Elasticsearch leads to its trace and back.
 import { context, isSpanContextValid, trace } from "@opentelemetry/api";
 
-const NONE: Readonly<Record<string, string>> = Object.freeze({});
-
+// A fresh object every time: pino merges the line's own fields into it.
 export function traceLogFields(): Record<string, string> {
   const sc = trace.getSpanContext(context.active());
-  if (!sc || !isSpanContextValid(sc)) return NONE;
+  if (!sc || !isSpanContextValid(sc)) return {};
   return { trace_id: sc.traceId, span_id: sc.spanId, trace_flags: `0${sc.traceFlags.toString(16)}` };
 }

@@ -2,6 +2,7 @@
 // span exporter added), a node on a real PostgreSQL, clients over real
 // sockets on both transports, and the real Prometheus endpoint scraped.
 import { readFileSync } from "node:fs";
+import { Code } from "@connectrpc/connect";
 import { SpanKind } from "@opentelemetry/api";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -71,7 +72,7 @@ describe("traces", () => {
     const before = (await t.spans()).length;
     const rs = node.connectWeb(RecordService);
     const err = await rejection(rs.getRecord({ ref: byId("nobody-here") }));
-    expect(err.code).toBeDefined();
+    expect(err.code).toBe(Code.NotFound);
     const span = (await t.spans()).slice(before).find((s) => s.name === "deltamesh.v1.RecordService/GetRecord");
     expect(span?.attributes).toMatchObject({ "rpc.system.name": "connectrpc", "rpc.status_code": "NOT_FOUND" });
     expect(span?.status.code).toBe(0); // UNSET

@@ -32,10 +32,16 @@ describe("logger", () => {
     });
     span.end();
     log.info("outside");
+    log.info({ port: 9464 }, "fields outside");
+    log.info({ port: 9465 }, "fields again");
     await new Promise((r) => setImmediate(r));
     const sc = span.spanContext();
     expect(lines[0]).toMatchObject({ msg: "inside", node: "n1", k: 1, trace_id: sc.traceId, span_id: sc.spanId, trace_flags: "01" });
     expect(lines[1]).toMatchObject({ msg: "outside" });
     expect(lines[1]).not.toHaveProperty("trace_id");
+    // Lines outside a span keep their own fields, and never leak them into each other.
+    expect(lines[2]).toMatchObject({ msg: "fields outside", port: 9464 });
+    expect(lines[3]).toMatchObject({ msg: "fields again", port: 9465 });
+    expect(lines[1]).not.toHaveProperty("port");
   });
 });
