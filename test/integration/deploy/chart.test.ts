@@ -156,6 +156,9 @@ describe.each(VALUES_FILES)("with %s", (file) => {
     const c = nodeContainer(docs);
     expect(c.envFrom).toEqual([{ configMapRef: { name: `${RELEASE}-deltamesh` } }]);
     expect(env(c, "DELTAMESH_NODE_ID")?.value).toBe("$(POD_NAME)");
+    // Listening on 0.0.0.0, a node tells the cluster its pod address.
+    expect(env(c, "DELTAMESH_ADVERTISE_ADDRESS")?.value).toBe("$(POD_IP):50051");
+    expect(env(c, "POD_IP")?.valueFrom?.fieldRef?.fieldPath).toBe("status.podIP");
     expect(data.DELTAMESH_HOST).toBe("0.0.0.0");
   });
 
@@ -195,6 +198,7 @@ describe("values-specific rendering", () => {
     const c = pod.containers[0]!;
     expect(c.image).toBe("registry.example.com/platform/deltamesh@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     expect(env(c, "DELTAMESH_DATABASE_URL")?.valueFrom?.secretKeyRef).toEqual({ name: "deltamesh-postgres", key: "DATABASE_URL" });
+    expect(env(c, "DELTAMESH_MASK_HASH_KEY")?.valueFrom?.secretKeyRef).toEqual({ name: "deltamesh-mask-key", key: "key" });
     const data = config(docs);
     expect(data).toMatchObject({
       DELTAMESH_ETCD_ENDPOINTS: "https://etcd-0.etcd.infra.svc:2379,https://etcd-1.etcd.infra.svc:2379,https://etcd-2.etcd.infra.svc:2379",
@@ -265,7 +269,8 @@ describe("refused values", () => {
   it.each([
     ["no database", ["database.existingSecret.name="], /database/],
     ["TLS without its Secret", ["tls.enabled=true"], /tls.existingSecret/],
-    ["JWT without keys", ["auth.jwt.enabled=true", "auth.jwt.issuer=https://x/"], /jwksSecret/],
+    ["JWT without keys", ["auth.jwt.enabled=true", "auth.jwt.issuer=https://x/", "auth.jwt.audience=a"], /jwksSecret/],
+    ["JWT without an audience", ["auth.jwt.enabled=true", "auth.jwt.issuer=https://x/", "auth.jwt.jwksSecret.name=k"], /audience/],
     ["a drain longer than Kubernetes waits", ["node.shutdownGraceMs=30000"], /shutdownGraceMs/],
     ["a mistyped key", ["replicaCont=3"], /replicaCont/],
     ["a URL that is not PostgreSQL", ["database.existingSecret.name=", "database.url=mysql://x"], /database.url/],

@@ -90,8 +90,8 @@ app.kubernetes.io/part-of: deltamesh
 {{- if and .Values.auth.jwt.enabled (not .Values.auth.jwt.jwksSecret.name) }}
 {{- fail "auth.jwt.enabled needs auth.jwt.jwksSecret.name (a Secret holding the JSON Web Key Set)" }}
 {{- end }}
-{{- if and .Values.auth.jwt.enabled (not .Values.auth.jwt.issuer) }}
-{{- fail "auth.jwt.enabled needs auth.jwt.issuer" }}
+{{- if and .Values.auth.jwt.enabled (or (not .Values.auth.jwt.issuer) (not .Values.auth.jwt.audience)) }}
+{{- fail "auth.jwt.enabled needs auth.jwt.issuer and auth.jwt.audience" }}
 {{- end }}
 {{- if and .Values.config.content .Values.config.existingConfigMap }}
 {{- fail "config: set either config.content or config.existingConfigMap, not both" }}
