@@ -40,7 +40,10 @@ export async function observeWriteBatch<T extends readonly ObservedOutcome[]>(
   const started = performance.now();
   let outcomes: T;
   try {
-    outcomes = await (span ? context.with(trace.setSpan(batch[0]?.caller ?? context.active(), span), transaction) : transaction());
+    // Only a recorded span becomes the parent of the queries: the pg
+    // instrumentation skips queries without one, and an unsampled batch
+    // should not pay for query spans nobody keeps.
+    outcomes = await (span?.isRecording() ? context.with(trace.setSpan(batch[0]?.caller ?? context.active(), span), transaction) : transaction());
   } catch (e) {
     m.batchDuration.record((performance.now() - started) / 1000, { outcome: "error" });
     if (span) {
