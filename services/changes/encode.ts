@@ -124,6 +124,29 @@ export function encodeSnapshotEnd(cursor: string, records: number): Uint8Array {
   return frame(toBinary(ChangeEventSchema, create(ChangeEventSchema, { cursor, kind: { case: "snapshotEnd", value: { recordCount: BigInt(records) } } })));
 }
 
+/** How many framed events the bytes of a SubscribeResponse hold (reads only the frame headers). */
+export function countEvents(message: Uint8Array): number {
+  let n = 0;
+  let i = 0;
+  const varint = () => {
+    let v = 0;
+    let scale = 1;
+    for (;;) {
+      const b = message[i++]!;
+      v += (b & 0x7f) * scale;
+      if (b < 0x80) return v;
+      scale *= 128;
+    }
+  };
+  while (i < message.length) {
+    varint(); // the tag of `events`
+    const length = varint(); // read first: `i += varint()` would add to the old `i`
+    i += length;
+    n++;
+  }
+  return n;
+}
+
 /** Joins framed events into the bytes of one SubscribeResponse. */
 export function joinEvents(parts: readonly Uint8Array[]): Uint8Array {
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);

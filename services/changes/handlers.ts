@@ -20,7 +20,8 @@ import { preEncoded } from "../platform/transport/pre-encoded.js";
 import { collectionOf, decodeFilters } from "../records/convert.js";
 import type { SchemaSet } from "../schema/types.js";
 import { DEFAULT_BUCKETS, MAX_BUCKETS } from "./digest.js";
-import { recordPb } from "./encode.js";
+import { countEvents, recordPb } from "./encode.js";
+import { startStreamDelivery } from "../platform/telemetry/index.js";
 import { HEARTBEAT_BOUNDS } from "./settings.js";
 import type { ChangeStreams, StreamStart, SubscribeSpec } from "./streams.js";
 import { AccessView, readableFields, unmaskedSensitiveFields } from "./access-view.js";
@@ -146,7 +147,18 @@ export function createChangeService(deps: ChangeServiceDeps): ServiceImpl<typeof
         if (fields.length > 0) access.record("read_unmasked", { collection: f.collection, fields: [...fields], details: { stream: "subscribe" } });
       }
       const spec: SubscribeSpec = { view, start, ...(heartbeatMs ? { heartbeatMs } : {}) };
-      for await (const bytes of deps.streams.subscribe(spec, ctx.signal)) yield preEncoded(SubscribeResponseSchema, bytes);
+      for await (const bytes of deps.streams.subscribe(spec, ctx.signal)) {
+        // The yield resumes once the transport has taken the message.
+        const delivery = startStreamDelivery({ events: countEvents(bytes) });
+        try {
+          yield preEncoded(SubscribeResponseSchema, bytes);
+        } catch (e) {
+          delivery.end(e);
+          throw e;
+        } finally {
+          delivery.end();
+        }
+      }
     },
 
     async getDigest(req, ctx) {

@@ -5,8 +5,10 @@ import { copyFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { DEFAULT_CONFIG_PATH } from "../config/file-source.js";
-import { resolveNodeConfig, type NodeConfigInput } from "../platform/node-config.js";
+import { createLogger } from "../platform/logger.js";
+import { resolveNodeConfig, type NodeConfig, type NodeConfigInput } from "../platform/node-config.js";
 import { startNode } from "../platform/server.js";
+import { startTelemetry, type Telemetry } from "../platform/telemetry/sdk.js";
 import { migrate } from "../store/migrate.js";
 import pg from "pg";
 import { addClusterCommands } from "./cluster-commands.js";
@@ -37,6 +39,8 @@ interface ServeFlags {
   etcdPrefix?: string;
   etcdLeaseTtl?: number;
   advertiseAddress?: string;
+  metricsPort?: number;
+  healthPort?: number;
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
@@ -57,6 +61,8 @@ function toNodeInput(f: ServeFlags, defaults: NodeConfigInput = {}): NodeConfigI
   if (f.dataDir !== undefined) input.dataDir = f.dataDir;
   if (f.config !== undefined) input.configFile = f.config;
   if (f.nodeId !== undefined) input.nodeId = f.nodeId;
+  if (f.metricsPort !== undefined) input.metricsPort = f.metricsPort;
+  if (f.healthPort !== undefined) input.healthPort = f.healthPort;
   if (f.insecureDevAuth !== undefined) input.insecureDevAuth = f.insecureDevAuth;
   if (f.etcdEndpoints !== undefined || f.etcdPrefix !== undefined || f.etcdLeaseTtl !== undefined) {
     input.etcd = {
@@ -81,12 +87,27 @@ function toNodeInput(f: ServeFlags, defaults: NodeConfigInput = {}): NodeConfigI
   return input;
 }
 
+/** Telemetry only when something consumes it: otherwise recording stays a no-op. */
+async function maybeStartTelemetry(cfg: NodeConfig, log: ReturnType<typeof createLogger>): Promise<Telemetry | null> {
+  if (cfg.metricsPort < 0 && cfg.otlpEndpoint === undefined) return null;
+  return startTelemetry({ instanceId: cfg.nodeId, metricsPort: cfg.metricsPort, metricsHost: cfg.host, otlp: cfg.otlpEndpoint !== undefined, log });
+}
+
 async function runUntilSignalled(input: NodeConfigInput, banner: (grpc: number, web: number | null, db: string) => string): Promise<void> {
-  const node = await startNode(resolveNodeConfig(input));
+  const cfg = resolveNodeConfig(input);
+  const log = createLogger(cfg.logLevel, { node: cfg.nodeId });
+  const telemetry = await maybeStartTelemetry(cfg, log);
+  const node = await startNode(cfg, log).catch(async (e: unknown) => {
+    await telemetry?.shutdown();
+    throw e;
+  });
   process.stdout.write(banner(node.grpcPort, node.webPort, node.databaseUrl) + "\n");
+  if (telemetry?.metricsPort != null) process.stdout.write(`metrics on :${telemetry.metricsPort}/metrics\n`);
+  if (node.healthPort !== null) process.stdout.write(`health (probes) on :${node.healthPort}\n`);
   const shutdown = (signal: string) => {
     node.log.info({ signal }, "signal received");
-    node.stop().then(
+    // Telemetry last: it flushes the spans of the drain itself.
+    node.stop().then(() => telemetry?.shutdown()).then(
       () => process.exit(0),
       (e: unknown) => {
         node.log.error({ err: e }, "shutdown failed");
@@ -120,7 +141,10 @@ function serveOptions(cmd: Command): Command {
     .option("--etcd-endpoints <urls>", "etcd client URLs, comma-separated (cluster mode; or DELTAMESH_ETCD_ENDPOINTS)")
     .option("--etcd-prefix <prefix>", "etcd key prefix of this deployment (default /deltamesh/)")
     .option("--etcd-lease-ttl <seconds>", "session lease TTL: how fast a dead node is replaced (default 10)", (v) => Number(v))
-    .option("--advertise-address <host:port>", "address other nodes and clients reach this node's gRPC on");
+    .option("--advertise-address <host:port>", "address other nodes and clients reach this node's gRPC on")
+
+    .option("--metrics-port <n>", "Prometheus /metrics port (0: any free port; default off)", port)
+    .option("--health-port <n>", "plaintext gRPC health-only port for probes when TLS is on (default off)", port);
 }
 
 serveOptions(program.command("serve").description("run a node (settings from flags or DELTAMESH_* variables)"))

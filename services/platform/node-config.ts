@@ -38,6 +38,12 @@ export interface NodeConfig {
   etcd?: EtcdSettings;
   /** host:port other nodes and clients reach this node's native gRPC on (default host:grpcPort). */
   advertiseAddress?: string;
+  /** Prometheus scrape endpoint (`/metrics`) port; 0 picks a free one, -1 (default) disables it. */
+  metricsPort: number;
+  /** Plaintext gRPC listener serving only grpc.health.v1 (for kubelet probes when TLS is on); -1 (default) disables it. */
+  healthPort: number;
+  /** OTLP collector base URL (standard OTEL_EXPORTER_OTLP_ENDPOINT); absent: no OTLP export. */
+  otlpEndpoint?: string;
 }
 
 export type NodeConfigInput = Partial<Omit<NodeConfig, "etcd" | "auth">> & { etcd?: Partial<EtcdSettings>; auth?: AuthSettingsInput };
@@ -90,5 +96,10 @@ export function resolveNodeConfig(input: NodeConfigInput = {}): NodeConfig {
     etcd: etcdSettings(input.etcd),
     advertiseAddress: input.advertiseAddress ?? env("ADVERTISE_ADDRESS"),
     auth: resolveAuthSettings(input.auth),
+    metricsPort: intFrom(input.metricsPort ?? env("METRICS_PORT"), "metrics port") ?? -1,
+    healthPort: intFrom(input.healthPort ?? env("HEALTH_PORT"), "health port") ?? -1,
+    // The OpenTelemetry variable, not a DELTAMESH_ one: collectors' docs and
+    // operators already use it. The SDK reads the other OTEL_* variables itself.
+    otlpEndpoint: input.otlpEndpoint ?? (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || undefined),
   };
 }

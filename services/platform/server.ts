@@ -33,6 +33,8 @@ import { RecordStore } from "../store/record-store.js";
 import { HealthState } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import type { NodeConfig } from "./node-config.js";
+import { registerConfigRevision, registerLeaderStatus, registerOpenStreams, registerStreamLag } from "./telemetry/gauges.js";
+import { rpcTelemetry } from "./telemetry/rpc.js";
 import { startGrpcServer, type GrpcTls } from "./transport/grpc-server.js";
 import { startWebServer } from "./transport/web-server.js";
 import { VERSION } from "./version.js";
@@ -41,6 +43,8 @@ import type { RequestHook, ServedService } from "./transport/wrap.js";
 export interface RunningNode {
   grpcPort: number;
   webPort: number | null;
+  /** Plaintext health-only gRPC port (probes when TLS is on), null when disabled. */
+  healthPort: number | null;
   databaseUrl: string;
   store: RecordStore;
   config: ConfigSource;
@@ -55,6 +59,13 @@ export interface RunningNode {
 
 /** The services every node hosts, by the name their health status uses. */
 export const SERVED: readonly DescService[] = [RecordService, ConflictService, ChangeService, AccessService, ClusterService];
+
+/**
+ * Health name that is SERVING while the process answers at all (liveness
+ * probes): unlike "", it does not fail while the database is unreachable, so
+ * a database outage does not make Kubernetes restart every node.
+ */
+export const LIVENESS = "liveness";
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
   const health = new HealthState();
@@ -139,6 +150,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     port: cfg.grpcPort,
     services,
     hooks,
+    interceptors: [rpcTelemetry],
     health,
     tls,
     maxReceiveMessageBytes: cfg.maxMessageBytes,
@@ -146,9 +158,12 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
   });
   const web =
     cfg.webPort >= 0
-      ? await startWebServer({ host: cfg.host, port: cfg.webPort, services, hooks, health, tls, readMaxBytes: cfg.maxMessageBytes, log })
+      ? await startWebServer({ host: cfg.host, port: cfg.webPort, services, hooks, interceptors: [rpcTelemetry], health, tls, readMaxBytes: cfg.maxMessageBytes, log })
       : null;
-  log.info({ grpcPort: grpc.port, webPort: web?.port ?? null }, "listening");
+  // Kubelet gRPC probes cannot speak TLS: with TLS on, they use this listener.
+  const probes = cfg.healthPort >= 0 ? await startGrpcServer({ host: cfg.host, port: cfg.healthPort, services: [], health, log }) : null;
+  health.setServing(LIVENESS, true);
+  log.info({ grpcPort: grpc.port, webPort: web?.port ?? null, healthPort: probes?.port ?? null }, "listening");
 
   let embedded: RunningPostgres | null = null;
   let store: RecordStore;
@@ -203,15 +218,24 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     log.info({ configRevision: config.current().revision, etcd: cfg.etcd ? cfg.etcd.endpoints : null }, "ready");
   } catch (e) {
     auth.close();
-    await Promise.allSettled([grpc.shutdown(0), web?.shutdown(0), embedded?.stop(), cluster?.close()]);
+    await Promise.allSettled([grpc.shutdown(0), web?.shutdown(0), probes?.shutdown(0), embedded?.stop(), cluster?.close()]);
     throw e;
   }
 
+  const streams = ready.streams;
+  const leads = cluster;
+  const unregisterGauges = [
+    registerConfigRevision(() => config.current().revision),
+    registerOpenStreams(() => streams.streamStats().subscribers),
+    registerStreamLag(() => streams.streamStats().maxLagMs / 1000),
+    registerLeaderStatus(() => leads.leadership() !== null),
+  ];
   let stopping: Promise<void> | null = null;
   const databaseUrl = cfg.databaseUrl ?? embedded!.url;
   return {
     grpcPort: grpc.port,
     webPort: web?.port ?? null,
+    healthPort: probes?.port ?? null,
     databaseUrl,
     store,
     config: cluster.config,
@@ -225,7 +249,8 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
         // Leaves the cluster first: a successor leads without waiting out the lease.
         await duties.stop();
         stopPolicyWatch();
-        await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs), c.close()]);
+        for (const unregister of unregisterGauges) unregister();
+        await Promise.all([grpc.shutdown(cfg.shutdownGraceMs), web?.shutdown(cfg.shutdownGraceMs), probes?.shutdown(0), c.close()]);
         await ready?.pipeline.drain();
         auth.close();
         await audit.close();

@@ -23,6 +23,7 @@ import type { TicketClose, TicketWrite } from "../store/ticket-sql.js";
 import { isRetryableConflict, toStoreError } from "../store/pg-errors.js";
 import { applyMutation, type OpenTicket } from "./apply-mutation.js";
 import type { MutationInput, MutationResult, StoredRecord } from "./model.js";
+import { captureCaller, observeWriteBatch, type CallerContext } from "../platform/telemetry/write-batch.js";
 
 export interface WriteRequest {
   tenant: string;
@@ -51,6 +52,8 @@ interface Pending {
   req: WriteRequest;
   resolve: (results: MutationResult[]) => void;
   reject: (e: unknown) => void;
+  /** Telemetry: whose trace the batch span continues. */
+  caller: CallerContext;
 }
 
 type RequestOutcome = { ok: true; results: MutationResult[] } | { ok: false; error: DomainError };
@@ -82,7 +85,7 @@ export class WritePipeline {
   /** Applies the request's mutations atomically; resolves with one result per mutation. */
   write(req: WriteRequest): Promise<MutationResult[]> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ req, resolve, reject });
+      this.queue.push({ req, resolve, reject, caller: captureCaller() });
       this.pump();
     });
   }
@@ -114,7 +117,7 @@ export class WritePipeline {
   private async run(batch: Pending[], attempt: number): Promise<void> {
     let outcomes: RequestOutcome[];
     try {
-      outcomes = await this.store.writeTransaction((tx) => this.applyBatch(tx, batch.map((p) => p.req)));
+      outcomes = await observeWriteBatch(batch, attempt, () => this.store.writeTransaction((tx) => this.applyBatch(tx, batch.map((p) => p.req))));
     } catch (e) {
       const retryable = e instanceof StaleIdentityError || isRetryableConflict(e);
       if (retryable && batch.length > 1) {

@@ -1,6 +1,7 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its figures.
 import { importBench } from "./import.js";
 import { streamBench } from "./stream.js";
+import { telemetryBench } from "./telemetry.js";
 import { writesBench } from "./writes.js";
 
 export interface BenchContext {
@@ -14,6 +15,7 @@ const BENCHES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   writes: writesBench,
   import: importBench,
   stream: streamBench,
+  telemetry: telemetryBench,
 };
 
 const name = process.argv[2];

@@ -11,7 +11,7 @@ export type SubscribeInit = MessageInitShape<typeof SubscribeRequestSchema>;
 
 /** Anything with a server-streaming `subscribe` (grpc-js or Connect client). */
 export interface Subscribable {
-  subscribe(req: SubscribeInit, opts?: { signal?: AbortSignal }): AsyncIterable<SubscribeResponse>;
+  subscribe(req: SubscribeInit, opts?: { signal?: AbortSignal; headers?: Record<string, string> }): AsyncIterable<SubscribeResponse>;
 }
 
 export interface OpenStream {
@@ -29,7 +29,8 @@ export interface OpenStream {
   close(): void;
 }
 
-export function openStream(client: Subscribable, req: SubscribeInit): OpenStream {
+/** Opens a stream and collects its events; `headers` go with the call (e.g. a traceparent). */
+export function openStream(client: Subscribable, req: SubscribeInit, headers?: Record<string, string>): OpenStream {
   const abort = new AbortController();
   const waiters = new Set<() => void>();
   const notify = () => {
@@ -72,7 +73,7 @@ export function openStream(client: Subscribable, req: SubscribeInit): OpenStream
   };
   void (async () => {
     try {
-      for await (const m of client.subscribe(req, { signal: abort.signal })) {
+      for await (const m of client.subscribe(req, { signal: abort.signal, ...(headers ? { headers } : {}) })) {
         s.messages++;
         s.events.push(...m.events);
         notify();

@@ -22,6 +22,7 @@ import { addReflection } from "./reflection.js";
 import { grpcStatusFromConnectError, hasEntries, headersToMetadata, metadataToHeaders } from "./status.js";
 import {
   wrapMethods,
+  type CallInterceptor,
   type RequestHook,
   type ServedService,
   type WrappedServerStream,
@@ -70,6 +71,8 @@ export interface GrpcServerOptions {
   health: HealthState;
   /** Run before every call of `services` (not Health/reflection). */
   hooks?: readonly RequestHook[];
+  /** Observe every call of `services` (not Health/reflection): telemetry. */
+  interceptors?: readonly CallInterceptor[];
   tls?: GrpcTls | undefined;
   /** Default 4 MiB; larger requests fail with RESOURCE_EXHAUSTED. */
   maxReceiveMessageBytes?: number | undefined;
@@ -302,8 +305,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
       });
     };
 
-  const addService = (s: ServedService, hooks: readonly RequestHook[] | undefined) => {
-    const wrapped = wrapMethods(s.service, s.impl, { hooks, log, preEncoded: "pass" });
+  const addService = (s: ServedService, hooks: readonly RequestHook[] | undefined, interceptors?: readonly CallInterceptor[]) => {
+    const wrapped = wrapMethods(s.service, s.impl, { hooks, interceptors, log, preEncoded: "pass" });
     const definition: Record<string, grpc.MethodDefinition<Buffer, Uint8Array>> = {};
     const impl: grpc.UntypedServiceImplementation = {};
     for (const method of s.service.methods) {
@@ -338,7 +341,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     all.push(h);
     addService(h, undefined); // probes carry no credentials: no hooks on Health
   }
-  for (const s of opts.services) addService(s, opts.hooks);
+  for (const s of opts.services) addService(s, opts.hooks, opts.interceptors);
   addReflection(
     server,
     all.map((s) => s.service),

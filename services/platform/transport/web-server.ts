@@ -15,7 +15,7 @@ import { Health } from "../../../gen/health/v1/health_pb.js";
 import type { HealthState } from "../health.js";
 import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, SHUTDOWN_MESSAGE, type GrpcTls, type TransportLogger } from "./grpc-server.js";
 import { lazyPeer, peerKey } from "./peer.js";
-import { wrapMethods, type RequestHook, type ServedService } from "./wrap.js";
+import { wrapMethods, type CallInterceptor, type RequestHook, type ServedService } from "./wrap.js";
 
 export interface CorsOptions {
   /** "*" (default, development) or the exact origins allowed, e.g. ["https://crm.example.com"]. */
@@ -37,6 +37,8 @@ export interface WebServerOptions {
   services: readonly ServedService[];
   health: HealthState;
   hooks?: readonly RequestHook[];
+  /** Observe every call of `services` (not Health): telemetry. */
+  interceptors?: readonly CallInterceptor[];
   /** With TLS: HTTP/2 + HTTP/1.1 via ALPN (gRPC too). Without: HTTP/1.1 only. */
   tls?: GrpcTls | undefined;
   /** Largest request message accepted (default 4 MiB); larger → RESOURCE_EXHAUSTED. */
@@ -118,7 +120,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<RunningWeb
   const streamShutdown = new AbortController();
   const isTls = opts.tls !== undefined;
 
-  const all: { s: ServedService; hooks: readonly RequestHook[] | undefined }[] = opts.services.map((s) => ({ s, hooks: opts.hooks }));
+  type Entry = { s: ServedService; hooks: readonly RequestHook[] | undefined; interceptors?: readonly CallInterceptor[] | undefined };
+  const all: Entry[] = opts.services.map((s) => ({ s, hooks: opts.hooks, interceptors: opts.interceptors }));
   for (const s of opts.services) health.register(s.service.typeName);
   if (!opts.services.some((s) => s.service.typeName === Health.typeName)) {
     all.push({ s: { service: Health, impl: health.impl() }, hooks: undefined });
@@ -127,8 +130,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<RunningWeb
   const adapter = connectNodeAdapter({
     readMaxBytes: opts.readMaxBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
     routes(router) {
-      for (const { s, hooks } of all) {
-        for (const [method, fn] of wrapMethods(s.service, s.impl, { hooks, log, preEncoded: "decode" })) {
+      for (const { s, hooks, interceptors } of all) {
+        for (const [method, fn] of wrapMethods(s.service, s.impl, { hooks, interceptors, log, preEncoded: "decode" })) {
           const streaming = method.methodKind !== "unary" && method.methodKind !== "client_streaming";
           // Only streams see the shutdown signal: unary calls in flight are let finish.
           router.rpc(method, fn as unknown as MethodImpl<DescMethod>, streaming ? { shutdownSignal: streamShutdown.signal } : {});

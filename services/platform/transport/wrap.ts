@@ -5,12 +5,16 @@
 //   their code and details, anything else becomes INTERNAL and is logged);
 // - a stream whose context was aborted with a ConnectError (shutdown, deadline)
 //   ends with that error even if the handler returned quietly;
-// - pre-encoded stream messages are passed through or decoded, per transport.
+// - pre-encoded stream messages are passed through or decoded, per transport;
+// - call interceptors (telemetry) observe each call around all of the above.
 import { fromBinary, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { DomainError } from "../errors.js";
 import { toConnectError, type ErrorLogger } from "../error-mapping.js";
+import { interceptStream, interceptUnary, type CallInterceptor } from "./intercept.js";
 import { PreEncoded } from "./pre-encoded.js";
+
+export type { CallInterceptor, CallScope } from "./intercept.js";
 
 /**
  * Runs before every call of a wrapped service, with the call's context (read
@@ -46,6 +50,8 @@ export interface WrapOptions {
    * "decode" parses it back into a message (connect-node). Default "decode".
    */
   preEncoded?: "pass" | "decode";
+  /** Observe every call (first = outermost); they see the status the client gets. */
+  interceptors?: readonly CallInterceptor[];
 }
 
 /** Internal calling shapes of wrapped methods (the transports call these). */
@@ -175,6 +181,18 @@ export function wrapMethods(service: DescService, impl: AnyServiceImpl, opts: Wr
         out.set(method, wrapped as unknown as WrappedServerStream);
         break;
       }
+    }
+  }
+  const interceptors = opts.interceptors ?? [];
+  if (interceptors.length > 0) {
+    for (const [method, fn] of out) {
+      const streaming = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+      out.set(
+        method,
+        streaming
+          ? interceptStream(interceptors, method, fn as WrappedServerStream)
+          : interceptUnary(interceptors, method, fn as WrappedUnary),
+      );
     }
   }
   return out;

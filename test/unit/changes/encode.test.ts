@@ -1,7 +1,7 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { SubscribeResponseSchema } from "../../../gen/deltamesh/v1/changes_pb.js";
-import { encodeEvent, encodeHeartbeat, joinEvents } from "../../../services/changes/encode.js";
+import { countEvents, encodeEvent, encodeHeartbeat, joinEvents } from "../../../services/changes/encode.js";
 import { parseSchemaSet } from "../../../services/schema/load.js";
 import { clock } from "./fixtures.js";
 
@@ -26,5 +26,15 @@ describe("encode", () => {
     expect(up.value.set.name!.kind).toEqual({ case: "stringValue", value: long });
     expect(up.value.set.n!.kind).toEqual({ case: "intValue", value: 5n });
     expect(up.value.clocks.name!.version).toBe(1n);
+  });
+
+  it("counts the events of a message from its frame headers, long frames (multi-byte lengths) included", () => {
+    const long = encodeEvent({ kind: "upsert", collection: "c", id: "1", version: 1, set: { name: "x".repeat(70_000) }, masked: [], cleared: [], clocks: {}, created: false, commitTime: new Date(0) }, "c1", schemas);
+    const beat = encodeHeartbeat("c2", 1);
+    expect(countEvents(new Uint8Array(0))).toBe(0);
+    expect(countEvents(beat)).toBe(1);
+    const joined = joinEvents([beat, long, beat, long]);
+    expect(countEvents(joined)).toBe(fromBinary(SubscribeResponseSchema, joined).events.length);
+    expect(countEvents(joined)).toBe(4);
   });
 });
