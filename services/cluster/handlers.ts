@@ -67,6 +67,7 @@ export function createClusterService(deps: ClusterServiceDeps): ServiceImpl<type
         changeLogTail: bounds.tail,
         changeLogFloor: bounds.floor,
         fencedTerm: fence?.term ?? 0n,
+        fenceHolder: fence?.holder ?? "",
       };
     },
     async getConfig() {

@@ -3,9 +3,11 @@
 //       filtered to one group (~20 receive each write); write-acknowledged ->
 //       received p50/p99, beside etcd in the same run with the same shape
 //       (puts under 10 prefixes, one prefix watch per subscriber).
-//   (2) fan-out: 1,000 unfiltered subscribers on a node that only streams
-//       (writes go through another node); server CPU per delivered delta from
-//       the streaming process's own CPU accounting, beside 1 subscriber.
+//   (2) fan-out: subscribers on a node that only streams (writes go through
+//       another node); server CPU per delivered delta from the streaming
+//       process's own CPU accounting: 1 and 1,000 unfiltered subscribers, then
+//       1,000 spread over 10 roles (row scopes, field lists, masks), whose
+//       overhead over the unfiltered run is the access issue's figure.
 //   (3) catch-up: one subscriber 1,000,000 changes behind, beside a raw
 //       keyset read of the same rows through `pg`.
 // The groups are `department` values: the example schema's `region` enum has 9 values, not 10.
@@ -20,7 +22,10 @@ import { startEtcd } from "../support/processes/etcd.js";
 import { startServerProcess, type ServerProcess } from "../support/processes/deltamesh.js";
 import type { BenchContext } from "./run.js";
 import { formatRate, percentile, startBenchServer, type BenchServer } from "./support.js";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { DEFAULT_CONFIG_PATH } from "../../services/config/file-source.js";
+import { unsignedToken } from "../support/tokens.js";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -51,7 +56,8 @@ export function countEvents(buf: Buffer): { events: number; heartbeats: number }
     // Inside ChangeEvent: skip the cursor (field 1), then the kind's field number.
     let tag = varint();
     if (tag >>> 3 === 1) {
-      i += varint();
+      const cursorLength = varint(); // read first: `i += varint()` would add to the old `i`
+      i += cursorLength;
       tag = i < end ? varint() : 0;
     }
     if (tag >>> 3 === 6) heartbeats++;
@@ -61,13 +67,16 @@ export function countEvents(buf: Buffer): { events: number; heartbeats: number }
   return { events, heartbeats };
 }
 
-function rawSubscribe(client: grpc.Client, req: SubscribeRequest, onMessage: (bytes: Buffer) => void): grpc.ClientReadableStream<Buffer> {
+/** A raw Subscribe call; without a token the (development-auth) node treats the caller as its administrator. */
+function rawSubscribe(client: grpc.Client, req: SubscribeRequest, onMessage: (bytes: Buffer) => void, token?: string): grpc.ClientReadableStream<Buffer> {
+  const metadata = new grpc.Metadata();
+  if (token) metadata.set("authorization", `Bearer ${token}`);
   const call = client.makeServerStreamRequest<Buffer, Buffer>(
     SUBSCRIPTION,
     (b) => b,
     (b) => b,
     Buffer.from(toBinary(SubscribeRequestSchema, req)),
-    new grpc.Metadata(),
+    metadata,
     {},
   );
   call.on("data", onMessage);
@@ -77,13 +86,19 @@ function rawSubscribe(client: grpc.Client, req: SubscribeRequest, onMessage: (by
 
 const channels = (address: string, n: number) => Array.from({ length: n }, () => new grpc.Client(address, grpc.credentials.createInsecure()));
 
+const REGIONS = ["east_china", "north_china", "south_china", "central_china", "southwest_china"];
+/** Records are spread over regions by id (the regions row scopes read). */
+const regionOf = (id: string) => REGIONS[[...id].reduce((h, ch) => (h * 31 + ch.charCodeAt(0)) % 1009, 0) % REGIONS.length]!;
+
 function writeRequest(ids: string[], dept: (id: string) => string, round: number) {
   return create(WriteRecordsRequestSchema, {
     mutations: ids.map((id) => ({
       ref: { collection: "customers", target: { case: "id" as const, value: id } },
       set: {
         name: { kind: { case: "stringValue" as const, value: `Customer ${id}` } },
-        region: { kind: { case: "enumValue" as const, value: "east_china" } },
+        region: { kind: { case: "enumValue" as const, value: regionOf(id) } },
+        phone: { kind: { case: "stringValue" as const, value: `+86138${String(10_000_000 + (round % 89_999_999)).padStart(8, "0")}` } },
+        email: { kind: { case: "stringValue" as const, value: `c${round}@example.com` } },
         department: { kind: { case: "stringValue" as const, value: dept(id) } },
         visits: { kind: { case: "intValue" as const, value: BigInt(round) } },
       },
@@ -235,13 +250,26 @@ async function latency(ctx: BenchContext, server: BenchServer): Promise<{ p99: n
 }
 
 /** Subscribers on `node` counting what they receive; the CPU the node spends while `writer` writes. */
-async function fanoutRun(ctx: BenchContext, writer: BenchServer, node: ServerProcess, subs: number, changesPerSecond: number, label: string) {
+async function fanoutRun(
+  ctx: BenchContext,
+  writer: BenchServer,
+  node: ServerProcess,
+  subs: number,
+  changesPerSecond: number,
+  label: string,
+  tokenOf: (subscriber: number) => string | undefined = () => undefined,
+) {
   let deltas = 0;
   const pool = channels(node.grpcAddress, Math.min(8, subs));
   const calls = Array.from({ length: subs }, (_, s) =>
-    rawSubscribe(pool[s % pool.length]!, create(SubscribeRequestSchema, { collections: [{ collection: "customers" }], start: { case: "fromNow", value: {} } }), (bytes) => {
-      deltas += countEvents(bytes).events;
-    }),
+    rawSubscribe(
+      pool[s % pool.length]!,
+      create(SubscribeRequestSchema, { collections: [{ collection: "customers" }], start: { case: "fromNow", value: {} } }),
+      (bytes) => {
+        deltas += countEvents(bytes).events;
+      },
+      tokenOf(s),
+    ),
   );
   await sleep(3000);
   const recs = writer.recordClient();
@@ -280,14 +308,70 @@ async function fanoutRun(ctx: BenchContext, writer: BenchServer, node: ServerPro
   return perDeltaUs;
 }
 
+/**
+ * Ten roles for the filtered run: row scopes by region (several regions, one,
+ * none), field lists and masks differing by role and device class, as a CRM's
+ * teams would have them. Principals of a role share its regions and device,
+ * so each role is one view (encoded once for all its subscribers).
+ */
+const BENCH_ROLES = (() => {
+  const everything = { collections: ["customers"], actions: ["read"] };
+  const contact = ["name", "phone", "email", "region", "department", "level", "tags", "notes", "vip", "visits", "status"];
+  const role = (grant: Record<string, unknown>) => ({ grants: [{ ...everything, ...grant }] });
+  return {
+    admin: { grants: [{ collections: ["*"], actions: ["read", "write", "delete", "export", "resolve_conflicts", "admin"], write_fields: ["*"], masks: { "*": "none" } }] },
+    east_sales: role({ scope: "record.region in principal.regions", read_fields: contact }),
+    north_sales: role({ scope: "record.region in principal.regions", read_fields: contact, masks: { email: "email" } }),
+    south_sales: role({ scope: "record.region in principal.regions", read_fields: contact, masks: { phone: "phone" } }),
+    central_sales: role({ scope: "record.region in principal.regions", read_fields: ["name", "region", "visits"] }),
+    managers: role({ scope: "record.region in principal.regions", read_fields: contact, device_masks: { mobile: { phone: "phone", email: "email" } } }),
+    service: role({ read_fields: ["name", "phone", "region", "visits", "status"], masks: { phone: "phone" } }),
+    finance: role({ read_fields: ["name", "region", "credit_limit", "visits"] }),
+    audit: role({ read_fields: ["name", "phone", "email", "region", "visits"], masks: { phone: "hash", email: "redact" } }),
+    analytics: role({ read_fields: ["region", "department", "visits", "level"] }),
+  };
+})();
+const BENCH_PRINCIPALS: { role: keyof typeof BENCH_ROLES; regions: string[]; device: string }[] = [
+  { role: "east_sales", regions: ["east_china"], device: "mobile" },
+  { role: "north_sales", regions: ["north_china"], device: "mobile" },
+  { role: "south_sales", regions: ["south_china"], device: "desktop" },
+  { role: "central_sales", regions: ["central_china", "southwest_china"], device: "mobile" },
+  { role: "managers", regions: ["east_china", "north_china", "south_china"], device: "mobile" },
+  { role: "service", regions: [], device: "console" },
+  { role: "finance", regions: [], device: "desktop" },
+  { role: "audit", regions: [], device: "desktop" },
+  { role: "analytics", regions: [], device: "server" },
+  { role: "admin", regions: [], device: "desktop" },
+];
+
+async function benchConfig(dir: string): Promise<string> {
+  const doc = parseYaml(await readFile(DEFAULT_CONFIG_PATH, "utf8")) as Record<string, unknown>;
+  doc.policies = { device_classes: ["desktop", "mobile", "console", "server"], roles: BENCH_ROLES };
+  const file = path.join(dir, "stream-bench.yaml");
+  await writeFile(file, stringifyYaml(doc));
+  return file;
+}
+
 async function fanout(ctx: BenchContext, writer: BenchServer): Promise<void> {
-  const node = await startServerProcess({ databaseUrl: writer.databaseUrl, onLog: (l) => ctx.log(`[stream node] ${l}`) });
+  const dir = await mkdtemp(path.join(tmpdir(), "deltamesh-bench-stream-"));
+  const node = await startServerProcess({
+    databaseUrl: writer.databaseUrl,
+    args: ["--insecure-dev-auth", "--config", await benchConfig(dir)],
+    onLog: (l) => ctx.log(`[stream node] ${l}`),
+  });
   const rate = Number(process.env.BENCH_FANOUT_CHANGES ?? 200);
   ctx.print(`(2) fan-out: writes of ${rate} changes/s through another node; CPU of the streaming node only`);
   const one = await fanoutRun(ctx, writer, node, 1, rate, "1 subscriber");
   const many = await fanoutRun(ctx, writer, node, 1000, rate, "1,000 subscribers");
+  // Development auth reads unsigned tokens: the principals of the ten roles.
+  const tokens = BENCH_PRINCIPALS.map((p, i) =>
+    unsignedToken({ sub: `bench-${i}`, roles: [p.role], attributes: { regions: p.regions, device_class: p.device } }),
+  );
+  const roles = await fanoutRun(ctx, writer, node, 1000, rate, "1,000 in 10 roles", (s) => tokens[s % tokens.length]);
   ctx.print(`    1,000 subscribers: ${many.toFixed(2)} µs per delta (goal <= 10); 1 subscriber: ${one.toFixed(2)} µs; ratio ${(many / one).toFixed(3)}`);
+  ctx.print(`    filtered and masked over 10 roles: ${roles.toFixed(2)} µs per delta; over unfiltered ${(roles / many).toFixed(2)} (goal <= 1.20)`);
   await node.stop();
+  await rm(dir, { recursive: true, force: true });
 }
 
 async function catchup(ctx: BenchContext, server: BenchServer): Promise<void> {
@@ -303,9 +387,9 @@ async function catchup(ctx: BenchContext, server: BenchServer): Promise<void> {
             jsonb_build_object('set', jsonb_build_object('visits', g, 'name', 'Customer ' || g), 'cleared', '[]'::jsonb,
                                'clocks', jsonb_build_object('visits', jsonb_build_object('v', g / 10000 + 1, 'h', '1', 's', 'bench', 'a', 'bench', 'd', 'bench'),
                                                             'name', jsonb_build_object('v', g / 10000 + 1, 'h', '1', 's', 'bench', 'a', 'bench', 'd', 'bench')),
-                               'decisions', '[]'::jsonb),
+                               'decisions', '[]'::jsonb)::json,
             g < 10000, false, 'bench', 'bench', 'bench', '',
-            jsonb_build_object('visits', g, 'name', 'Customer ' || g, 'region', 'east_china'), jsonb_build_object('visits', g - 10000)
+            jsonb_build_object('visits', g, 'name', 'Customer ' || g, 'region', 'east_china')::json, jsonb_build_object('visits', g - 10000)::json
        FROM generate_series(0, $1::int - 1) g`,
     [N],
   );

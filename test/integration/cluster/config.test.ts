@@ -143,7 +143,8 @@ describe("cluster status and leader duties", () => {
       expect(n.address).toBe(c.local.nodes.find((x) => x.id === n.nodeId)!.grpcAddress);
       expect(n.services).toContain("deltamesh.v1.ClusterService");
       expect(n.coordination).toBe(CoordinationState.CONNECTED);
-      expect(n.streamSubscribers).toBeUndefined(); // unknown until the streaming service reports
+      expect(n.streamSubscribers).toBe(0); // no stream is open
+      expect(n.streamLag).toBeDefined();
     }
     expect(s.changeLogTail).toBeGreaterThan(0n); // the writes above
     expect(ownEntry(s).nodeId).toBe("node-2");

@@ -29,7 +29,7 @@ describe("a standalone node", () => {
   it("reports itself alone, its own leader at term 0, with the term claimed in its database", async () => {
     const s = await waitFor("the standalone term claimed", 5000, async () => {
       const st = await node.connect(ClusterService).getStatus({});
-      return st.fencedTerm === 0n && st.nodes[0]?.leader ? st : undefined;
+      return st.fenceHolder === "solo" && st.fencedTerm === 0n && st.nodes[0]?.leader ? st : undefined;
     });
     expect(s).toMatchObject({ nodeId: "solo", coordination: CoordinationState.STANDALONE, etcdReachable: false, leaderNodeId: "solo", leaderTerm: 0n });
     expect(s.nodes.map((n) => [n.nodeId, n.address, n.coordination])).toEqual([["solo", node.grpcAddress, CoordinationState.STANDALONE]]);
