@@ -14,6 +14,7 @@ import pg from "pg";
 import { addClusterCommands } from "./cluster-commands.js";
 import { connectRecords, parseAssignments, printRecord, refFor } from "./record-commands.js";
 import { importCommand } from "./import/command.js";
+import { exportCommand, tailCommand, verifyCommand } from "./sync/commands.js";
 
 const program = new Command()
   .name("deltamesh")
@@ -268,6 +269,9 @@ clientOptions(program.command("list <collection>").description("list records, op
 
 addClusterCommands(program, process.env.DELTAMESH_SERVER ?? "127.0.0.1:50051");
 importCommand(clientOptions(program.command("import <file>")));
+exportCommand(clientOptions(program.command("export <collection>")));
+tailCommand(clientOptions(program.command("tail <collection>")));
+verifyCommand(clientOptions(program.command("verify <collection>")));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as { code?: unknown; rawMessage?: string; message?: string };

@@ -2,31 +2,19 @@
 // the schema, and printing records as plain JSON.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Client } from "@connectrpc/connect";
 import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
 import type { Record as RecordPb, RecordRefSchema, Value, ValueSchema } from "../../gen/deltamesh/v1/types_pb.js";
-import { DEFAULT_CONFIG_PATH, loadFileConfigSource } from "../config/file-source.js";
 import type { CollectionSchema, FieldSchema, SchemaSet } from "../schema/types.js";
-import { identityHeaders, type IdentityFlags } from "./identity.js";
+import { connectService, loadSchemas, type ServerFlags } from "./connect.js";
 
 type ValueInit = MessageInitShape<typeof ValueSchema>;
 
-export async function connectRecords(flags: IdentityFlags & { server: string; config?: string }): Promise<{
+export async function connectRecords(flags: ServerFlags): Promise<{
   client: Client<typeof RecordService>;
   schemas: SchemaSet;
 }> {
-  const source = await loadFileConfigSource(flags.config ?? DEFAULT_CONFIG_PATH);
-  const schemas = source.current().schemas;
-  await source.close();
-  const headers = identityHeaders(flags);
-  const identity: Interceptor = (next) => (req) => {
-    for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
-    return next(req);
-  };
-  const baseUrl = flags.server.includes("://") ? flags.server : `http://${flags.server}`;
-  const transport = createGrpcTransport({ baseUrl, interceptors: [identity] });
-  return { client: createClient(RecordService, transport), schemas };
+  return { client: connectService(RecordService, flags), schemas: await loadSchemas(flags) };
 }
 
 function split(assignment: string): [string, string] {

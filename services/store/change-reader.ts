@@ -10,7 +10,7 @@ import pg from "pg";
 import type { Pool } from "pg";
 import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, StoredRecord } from "../records/model.js";
-import { deltaClocksFromJson, type ClockJson } from "./clock-json.js";
+import { deltaClocksFromJson, type DeltaClocksJson } from "./clock-json.js";
 import { toStoreError } from "./pg-errors.js";
 import { listRecords, type ListQuery, type RecordStore } from "./record-store.js";
 
@@ -36,7 +36,7 @@ export interface LogChange
 
 export interface LogPage {
   changes: LogChange[];
-  /** Characters of JSON the rows carried (set, image, prior): a measure of their size for paging. */
+  /** Characters of JSON the rows carried (delta, image, prior): a measure of their size for paging. */
   size: number;
   /** The retention floor read with the rows. */
   floor: bigint;
@@ -76,11 +76,8 @@ interface LogRow {
   record_id: string;
   old_version: string;
   new_version: string;
-  set: string;
-  cleared: string[];
-  clocks: Record<string, ClockJson> | null;
-  h: string | null;
-  k: string[] | null;
+  /** The stored delta's text: parsed here once (operators on a json column re-parse it for every use: 5 per row cost ~23 µs). */
+  delta: string;
   source: string;
   actor: string;
   device: string;
@@ -101,7 +98,7 @@ const PAGE_SQL = `
   SELECT f.floor, f.tail, c.* FROM (SELECT ${FLOOR_SQL} AS floor, (SELECT max(seq) FROM changes) AS tail) f
   LEFT JOIN LATERAL (
     SELECT seq, tenant, collection, record_id, old_version, new_version,
-           (delta->'set')::text AS set, delta->'cleared' AS cleared, delta->'clocks' AS clocks, delta->>'h' AS h, delta->'k' AS k, source, actor, device,
+           delta::text AS delta, source, actor, device,
            created, deleted, commit_time, image::text AS image, prior::text AS prior
       FROM changes
      WHERE seq > $1 AND seq <= $2
@@ -126,8 +123,14 @@ function lazyJson(text: string | null): () => Record<string, StoredValue> | null
   return () => (parsed ??= JSON.parse(text) as Record<string, StoredValue>);
 }
 
+interface StoredDelta extends DeltaClocksJson {
+  set: Record<string, StoredValue>;
+  cleared: string[];
+}
+
 function toLogChange(r: LogRow): LogChange {
   const newVersion = Number(r.new_version);
+  const delta = JSON.parse(r.delta) as StoredDelta;
   return {
     seq: BigInt(r.seq!),
     tenant: r.tenant,
@@ -135,9 +138,9 @@ function toLogChange(r: LogRow): LogChange {
     recordId: r.record_id,
     oldVersion: Number(r.old_version),
     newVersion,
-    set: JSON.parse(r.set) as Record<string, StoredValue>,
-    cleared: r.cleared,
-    clocks: deltaClocksFromJson(r, { newVersion, source: r.source, actor: r.actor, device: r.device }),
+    set: delta.set,
+    cleared: delta.cleared,
+    clocks: deltaClocksFromJson(delta, { newVersion, source: r.source, actor: r.actor, device: r.device }),
     created: r.created,
     deleted: r.deleted,
     commitTime: r.commit_time,
@@ -165,7 +168,7 @@ export class ChangeReader {
     const tail = last === null || last === undefined ? floor : BigInt(last);
     const rows = res.rows.filter((r) => r.seq !== null);
     let size = 0;
-    for (const r of rows) size += r.set.length + (r.image?.length ?? 0) + (r.prior?.length ?? 0);
+    for (const r of rows) size += r.delta.length + (r.image?.length ?? 0) + (r.prior?.length ?? 0);
     return { changes: rows.map(toLogChange), floor, tail: tail > floor ? tail : floor, size };
   }
 

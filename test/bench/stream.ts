@@ -17,7 +17,9 @@ import { Etcd3 } from "etcd3";
 import pg from "pg";
 import { SubscribeRequestSchema, SubscribeResponseSchema, type SubscribeRequest } from "../../gen/deltamesh/v1/changes_pb.js";
 import { WriteRecordsRequestSchema } from "../../gen/deltamesh/v1/records_pb.js";
+import { ClusterService } from "../../gen/deltamesh/v1/cluster_pb.js";
 import { encodeCursor } from "../../services/changes/cursor.js";
+import { createGrpcJsClient } from "../../services/platform/transport/grpc-client.js";
 import { startEtcd } from "../support/processes/etcd.js";
 import { startServerProcess, type ServerProcess } from "../support/processes/deltamesh.js";
 import type { BenchContext } from "./run.js";
@@ -404,13 +406,15 @@ async function catchup(ctx: BenchContext, server: BenchServer): Promise<void> {
     [N],
   );
   await db.query("VACUUM ANALYZE changes");
-  // Let the node's tailer read the fill before measuring.
-  for (let prev = await server.server.cpuMs(); ; ) {
-    await sleep(1000);
-    const now = await server.server.cpuMs();
-    if (now - prev < 50) break;
-    prev = now;
+  // Let the node's tailer read the fill before measuring (its status says how far behind it is).
+  const cluster = createGrpcJsClient(ClusterService, server.grpcAddress);
+  for (;;) {
+    const status = await cluster.getStatus({});
+    const self = status.nodes.find((n) => n.nodeId === status.nodeId);
+    if (self?.streamLag === 0n && status.changeLogTail >= tail + BigInt(N)) break;
+    await sleep(500);
   }
+  cluster.close();
 
   // Raw keyset read of the same rows.
   const t0 = performance.now();

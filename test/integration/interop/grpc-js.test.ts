@@ -1,33 +1,48 @@
 // A @grpc/grpc-js client built from the .proto files by @grpc/proto-loader
 // (none of our generated code) against a real node: the records scenario,
-// the standard health service, and a reflection listing.
+// the changes scenario (stream, disconnect, resume; masked reads), the
+// standard health service, and a reflection listing.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SERVED } from "../../../services/platform/server.js";
+import { runChangesScenario } from "../../interop/grpc-js/scenario-changes.js";
 import { runRecordsScenario } from "../../interop/grpc-js/scenario-records.js";
 import { createProtoLoaderClient, expectFailure, type Plain, type ProtoLoaderClient } from "../../interop/grpc-js/client.js";
+import type { ChangesObserved } from "../../interop/changes-observed.js";
 import type { RecordsObserved } from "../../interop/records-observed.js";
 import { identityHeaders, startTestNode, type TestNode } from "../../support/node.js";
+import { changesScenarioTests, maskedPrincipal } from "./changes-expectations.js";
 import { recordsScenarioTests } from "./records-expectations.js";
 
-const FILES = ["deltamesh/v1/records.proto", "deltamesh/v1/conflicts.proto", "health/v1/health.proto", "grpc/reflection/v1/reflection.proto"];
+const FILES = [
+  "deltamesh/v1/records.proto",
+  "deltamesh/v1/conflicts.proto",
+  "deltamesh/v1/changes.proto",
+  "health/v1/health.proto",
+  "grpc/reflection/v1/reflection.proto",
+];
+const TENANT = "grpc-js-interop";
 
 describe("grpc-js client from proto-loader", () => {
   let node: TestNode;
   let client: ProtoLoaderClient;
-  let observed: RecordsObserved;
+  let masked: ProtoLoaderClient;
+  let observed: { records: RecordsObserved; changes: ChangesObserved };
 
   beforeAll(async () => {
     node = await startTestNode();
-    client = createProtoLoaderClient(node.grpcAddress, FILES, identityHeaders({ tenant: "grpc-js-interop", subject: "grpc-js-interop" }));
-    observed = await runRecordsScenario(client, "js");
+    client = createProtoLoaderClient(node.grpcAddress, FILES, identityHeaders({ tenant: TENANT, subject: "grpc-js-interop" }));
+    masked = createProtoLoaderClient(node.grpcAddress, FILES, identityHeaders(maskedPrincipal(TENANT, "grpc-js-interop-sales")));
+    observed = { records: await runRecordsScenario(client, "js"), changes: await runChangesScenario(client, masked, "js") };
   });
 
   afterAll(async () => {
     client?.close();
+    masked?.close();
     await node?.stop();
   });
 
-  recordsScenarioTests(() => observed, { prefix: "js", device: "grpc-js-interop" });
+  recordsScenarioTests(() => observed.records, { prefix: "js", device: "grpc-js-interop" });
+  changesScenarioTests(() => observed.changes, { prefix: "js", device: "grpc-js-interop", node: () => node, tenant: TENANT });
 
   it("checks health: the node and each service SERVING, an unknown service NOT_FOUND", async () => {
     const check = client.unary("grpc.health.v1.Health", "Check");

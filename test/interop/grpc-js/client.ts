@@ -41,7 +41,17 @@ export interface ProtoLoaderClient {
   unary(service: string, method: string): UnaryCall;
   /** A bidi-streaming call: sends `requests`, half-closes, collects every response. */
   bidi(service: string, method: string, requests: Plain[]): Promise<Plain[]>;
+  /** A server-streaming call, read one message at a time until it is cancelled. */
+  serverStream(service: string, method: string, request: Plain, timeoutMs?: number): ServerStream;
   close(): void;
+}
+
+/** An open server-streaming call. */
+export interface ServerStream {
+  /** The next message; fails with the call's status (DEADLINE_EXCEEDED once its deadline passed) or when the stream ends. */
+  next(): Promise<Plain>;
+  /** Cancels the call: the client disconnects. */
+  cancel(): void;
 }
 
 function lookupService(root: grpc.GrpcObject, name: string): grpc.ServiceClientConstructor {
@@ -99,6 +109,21 @@ export function createProtoLoaderClient(address: string, files: string[], header
         for (const r of requests) call.write(r);
         call.end();
       });
+    },
+    serverStream(service, method, request, timeoutMs = 30_000) {
+      const client = clientOf(service);
+      const call = methodOf(client, service, method).call(client, request, metadata(), { deadline: Date.now() + timeoutMs }) as grpc.ClientReadableStream<Plain>;
+      // The CANCELLED status a cancel() brings is expected, not a failure.
+      call.on("error", () => {});
+      const messages = call[Symbol.asyncIterator]() as AsyncIterator<Plain>;
+      return {
+        async next() {
+          const m = await messages.next();
+          if (m.done === true) throw new Error(`${service}/${method} ended`);
+          return m.value;
+        },
+        cancel: () => call.cancel(),
+      };
     },
     close() {
       for (const c of clients.values()) c.close();

@@ -1,45 +1,8 @@
 // The records interop scenario through a proto-loader client; the same steps
 // as test/interop/python/scenario_records.py, observed in the same shape.
-import type { PlainRecord, RecordsObserved } from "../records-observed.js";
+import type { RecordsObserved } from "../records-observed.js";
 import { expectFailure, type Plain, type ProtoLoaderClient } from "./client.js";
-
-const COLLECTION = "customers";
-const SERVICE = "deltamesh.v1.RecordService";
-
-const string = (v: string): Plain => ({ string_value: v });
-const enumValue = (v: string): Plain => ({ enum_value: v });
-const byId = (id: string): Plain => ({ collection: COLLECTION, id });
-const byKey = (field: string, value: Plain): Plain => ({ collection: COLLECTION, identity: { field, value } });
-
-function mutation(ref: Plain, set: Record<string, Plain>, opts: { cmid?: string; expectedVersion?: number } = {}): Plain {
-  return {
-    ref,
-    set,
-    client_mutation_id: opts.cmid ?? "",
-    source: "crm-desktop",
-    device: "grpc-js-interop",
-    ...(opts.expectedVersion === undefined ? {} : { expected_version: String(opts.expectedVersion) }),
-  };
-}
-
-/** A Value as plain data; `kind` names the oneof case (proto-loader `oneofs: true`). */
-function plainValue(v: Plain): unknown {
-  const kind = v.kind as string | undefined;
-  if (kind === undefined) return null;
-  if (kind === "int_value") return Number(v.int_value);
-  if (kind === "string_list_value") return (v.string_list_value as { values?: string[] }).values ?? [];
-  return v[kind];
-}
-
-function plainRecord(r: Plain): PlainRecord {
-  const fields = Object.entries((r.fields ?? {}) as Record<string, Plain>).sort(([a], [b]) => (a < b ? -1 : 1));
-  return {
-    id: String(r.id),
-    version: Number(r.version ?? 0),
-    deleted: r.deleted === true,
-    fields: Object.fromEntries(fields.map(([k, v]) => [k, plainValue(v)])),
-  };
-}
+import { byId, byKey, COLLECTION, enumValue, mutation, plainRecord, RECORDS as SERVICE, string } from "./messages.js";
 
 type Result = { id: string; version: string; created?: boolean; replayed?: boolean };
 

@@ -42,6 +42,7 @@ export async function generatePythonStubs(): Promise<string> {
     "deltamesh/v1/types.proto",
     "deltamesh/v1/records.proto",
     "deltamesh/v1/conflicts.proto",
+    "deltamesh/v1/changes.proto",
     // grpc-status-details-bin holds a google.rpc.Status with these details.
     "google/rpc/status.proto",
     "google/rpc/error_details.proto",

@@ -1,9 +1,9 @@
 """A small deltamesh client over the stubs protoc generates from proto/.
 
 What an integrator writes once: a channel with the caller's identity in
-metadata, Value helpers, and decoding of the google.rpc.Status that the
-server puts in the `grpc-status-details-bin` trailer (ErrorInfo, BadRequest,
-ResourceInfo).
+metadata, Value and Mutation helpers, reading a change stream, and decoding
+of the google.rpc.Status that the server puts in the `grpc-status-details-bin`
+trailer (ErrorInfo, BadRequest, ResourceInfo).
 """
 
 import os
@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen
 
 import grpc  # noqa: E402
 from google.rpc import error_details_pb2, status_pb2  # noqa: E402
-from deltamesh.v1 import conflicts_pb2_grpc, records_pb2_grpc, types_pb2  # noqa: E402
+from deltamesh.v1 import changes_pb2_grpc, conflicts_pb2_grpc, records_pb2_grpc, types_pb2  # noqa: E402
 
 DETAILS_TRAILER = "grpc-status-details-bin"
 
@@ -36,6 +36,7 @@ class Client:
         )
         self.records = records_pb2_grpc.RecordServiceStub(self.channel)
         self.conflicts = conflicts_pb2_grpc.ConflictServiceStub(self.channel)
+        self.changes = changes_pb2_grpc.ChangeServiceStub(self.channel)
 
     def call(self, method, request, timeout=15):
         return method(request, metadata=self.metadata, timeout=timeout)
@@ -78,13 +79,70 @@ def plain(value):
     return getattr(value, kind)
 
 
+def plain_values(values):
+    """A map<string, Value> as plain data."""
+    return {k: plain(v) for k, v in sorted(values.items())}
+
+
 def plain_record(record):
-    return {
-        "id": record.id,
-        "version": int(record.version),
-        "deleted": record.deleted,
-        "fields": {k: plain(v) for k, v in sorted(record.fields.items())},
-    }
+    return {"id": record.id, "version": int(record.version), "deleted": record.deleted, "fields": plain_values(record.fields)}
+
+
+def mutation(ref, cmid="", expected_version=None, **fields):
+    """A Mutation of the interop scenarios: from the desktop CRM, on this client's device."""
+    m = types_pb2.Mutation(ref=ref, client_mutation_id=cmid, source="crm-desktop", device="python-interop")
+    for name, value in fields.items():
+        m.set[name].CopyFrom(value)
+    if expected_version is not None:
+        m.expected_version = expected_version
+    return m
+
+
+def write_outcome(result):
+    """An applied mutation's id, version and change-log cursor (to resume a stream right after it)."""
+    return {"id": result.id, "version": int(result.version), "cursor": result.cursor}
+
+
+def plain_event(event):
+    """A ChangeEvent as plain data: its kind (the oneof case), cursor and what the kind carries."""
+    kind = event.WhichOneof("kind")
+    out = {"kind": kind, "cursor": event.cursor}
+    body = getattr(event, kind)
+    if kind == "upsert":
+        out.update(id=body.id, version=int(body.version), created=body.created, set=plain_values(body.set),
+                   masked_fields=list(body.masked_fields))
+    elif kind in ("enter_scope", "snapshot_record"):
+        r = body.record
+        out.update(id=r.id, version=int(r.version), fields=plain_values(r.fields), masked_fields=list(r.masked_fields))
+    elif kind in ("delete", "leave_scope"):
+        out.update(id=body.id, version=int(body.version))
+    elif kind == "snapshot_end":
+        out["record_count"] = int(body.record_count)
+    return out
+
+
+class EventStream:
+    """A ChangeService.Subscribe call whose events are read on demand.
+
+    The call's deadline bounds every wait: an event that never comes fails
+    the read with DEADLINE_EXCEEDED instead of hanging.
+    """
+
+    def __init__(self, client, request, timeout=30):
+        self.call = client.changes.Subscribe(request, metadata=client.metadata, timeout=timeout)
+        self.events = []
+
+    def read_until(self, done):
+        """Reads messages until done(events) holds for the events read so far."""
+        while not done(self.events):
+            message = next(self.call, None)
+            if message is None:
+                raise AssertionError("the stream ended")
+            self.events.extend(plain_event(e) for e in message.events)
+
+    def cancel(self):
+        """Disconnects."""
+        self.call.cancel()
 
 
 def error_details(err):

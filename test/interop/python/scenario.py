@@ -1,10 +1,10 @@
 """Runs named interop scenarios against a deltamesh node and prints one JSON
 object: scenario name -> what the client observed. The vitest side asserts.
 
-    /usr/bin/python3 scenario.py --target 127.0.0.1:50051 --token "$JWT" records introspection
+    /usr/bin/python3 scenario.py --target 127.0.0.1:50051 --token "$JWT" \
+        --masked-token "$SALES_MOBILE_JWT" records changes introspection
 
-Scenarios of services that are not built yet (change streams with resume,
-masked reads) join SCENARIOS as their services land.
+Each scenario is called with the client and the parsed arguments.
 """
 
 import argparse
@@ -12,11 +12,13 @@ import json
 import sys
 
 from deltamesh_client import Client
+import scenario_changes
 import scenario_introspection
 import scenario_records
 
 SCENARIOS = {
     "records": scenario_records.run,
+    "changes": scenario_changes.run,
     "introspection": scenario_introspection.run,
 }
 
@@ -25,6 +27,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", required=True, help="host:port of the node's native gRPC listener")
     parser.add_argument("--token", default="", help="bearer token (JWT) the node verifies")
+    parser.add_argument(
+        "--masked-token", default="", help="bearer token of a principal in the same tenant who sees phones masked (changes)"
+    )
     parser.add_argument("--tenant", default="", help="tenant (dev auth header)")
     parser.add_argument("--subject", default="python-interop", help="caller subject (dev auth header)")
     parser.add_argument("--prefix", default="py", help="prefix of the keys this run writes")
@@ -33,7 +38,7 @@ def main():
 
     client = Client(args.target, token=args.token, tenant=args.tenant, subject=args.subject)
     try:
-        results = {name: SCENARIOS[name](client, args.prefix) for name in args.scenarios}
+        results = {name: SCENARIOS[name](client, args) for name in args.scenarios}
     finally:
         client.close()
     json.dump(results, sys.stdout, indent=2, sort_keys=True)

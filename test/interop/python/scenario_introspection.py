@@ -88,7 +88,8 @@ def _dynamic_unary(client, pool, factory, service_name, method_name, request_fie
     return call(request, metadata=client.metadata, timeout=10)
 
 
-def run(client, prefix):
+def run(client, args):
+    prefix = args.prefix
     out = {"health": _health(client)}
     services, files = _reflect(client)
     out["services"] = sorted(services)

@@ -1,51 +1,43 @@
 """Records scenario: write, hit a version conflict, read the error details, read back."""
 
-from deltamesh.v1 import records_pb2, types_pb2
-from deltamesh_client import by_id, by_key, enum, error_details, expect_failure, plain_record, string
+from deltamesh.v1 import records_pb2
+from deltamesh_client import by_id, by_key, enum, expect_failure, mutation, plain_record, string
 
 COLLECTION = "customers"
 
 
-def _mutation(ref, cmid="", expected_version=None, **fields):
-    m = types_pb2.Mutation(ref=ref, client_mutation_id=cmid, source="crm-desktop", device="python-interop")
-    for name, value in fields.items():
-        m.set[name].CopyFrom(value)
-    if expected_version is not None:
-        m.expected_version = expected_version
-    return m
-
-
-def run(client, prefix):
+def run(client, args):
+    prefix = args.prefix
     rec = client.records
     write = lambda *mutations: client.call(rec.WriteRecords, records_pb2.WriteRecordsRequest(mutations=mutations))
     out = {}
 
     # Two customers upserted by their ERP id in one batch.
     created = write(
-        _mutation(by_key(COLLECTION, "erp_id", string(prefix + "-A")), cmid=prefix + "-create-a",
-                  name=string("Li Lei"), phone=string("138 0013 8000"), region=enum("east_china")),
-        _mutation(by_key(COLLECTION, "erp_id", string(prefix + "-B")), name=string("Han Meimei"), region=enum("north_china")),
+        mutation(by_key(COLLECTION, "erp_id", string(prefix + "-A")), cmid=prefix + "-create-a",
+                 name=string("Li Lei"), phone=string("138 0013 8000"), region=enum("east_china")),
+        mutation(by_key(COLLECTION, "erp_id", string(prefix + "-B")), name=string("Han Meimei"), region=enum("north_china")),
     )
     out["created"] = [{"id": r.id, "version": int(r.version), "created": r.created} for r in created.results]
     a_id = created.results[0].id
 
     # A retry with the same client_mutation_id returns the first outcome.
     retried = write(
-        _mutation(by_key(COLLECTION, "erp_id", string(prefix + "-A")), cmid=prefix + "-create-a",
-                  name=string("Li Lei"), phone=string("138 0013 8000"), region=enum("east_china")),
+        mutation(by_key(COLLECTION, "erp_id", string(prefix + "-A")), cmid=prefix + "-create-a",
+                 name=string("Li Lei"), phone=string("138 0013 8000"), region=enum("east_china")),
     )
     out["retry"] = {"id": retried.results[0].id, "version": int(retried.results[0].version), "replayed": retried.results[0].replayed}
 
-    updated = write(_mutation(by_id(COLLECTION, a_id), expected_version=1, level=enum("key")))
+    updated = write(mutation(by_id(COLLECTION, a_id), expected_version=1, level=enum("key")))
     out["updated_version"] = int(updated.results[0].version)
 
     # Optimistic concurrency: a writer still at version 1 is refused.
-    out["conflict"] = expect_failure(lambda: write(_mutation(by_id(COLLECTION, a_id), expected_version=1, level=enum("regular"))))
+    out["conflict"] = expect_failure(lambda: write(mutation(by_id(COLLECTION, a_id), expected_version=1, level=enum("regular"))))
 
     # Bad input: every violation comes back as a BadRequest field violation.
     out["invalid"] = expect_failure(
-        lambda: write(_mutation(by_key(COLLECTION, "erp_id", string(prefix + "-C")), name=string("X"),
-                                phone=string("12"), region=enum("mars")))
+        lambda: write(mutation(by_key(COLLECTION, "erp_id", string(prefix + "-C")), name=string("X"),
+                               phone=string("12"), region=enum("mars")))
     )
 
     out["get_by_id"] = plain_record(client.call(rec.GetRecord, records_pb2.GetRecordRequest(ref=by_id(COLLECTION, a_id))).record)
