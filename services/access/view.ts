@@ -46,6 +46,8 @@ export interface RecordView {
   readonly deviceClass: string;
   /** False when no grant lets the principal read the collection at all. */
   readonly readable: boolean;
+  /** Whether some read grant has a row scope (else every record is in scope, under the same rules). */
+  readonly scoped: boolean;
   /** Whether the record's fields are in row scope. */
   inScope(fields: Fields): boolean;
   /** The field rules for a record in scope; null when out of scope. */
@@ -107,6 +109,7 @@ export function viewFor(policy: Policy, principal: Principal, schema: Collection
     schema,
     deviceClass,
     readable: !set.empty,
+    scoped: set.grants.some((g) => g.scope !== null),
     inScope: (fields) => set.admits(fields),
     rulesFor,
     project,

@@ -26,6 +26,7 @@ export interface Subscription {
 }
 
 const MEMO_SIZE = 4;
+const NO_FIELDS: Readonly<Record<string, StoredValue>> = Object.freeze({});
 
 export class AccessView implements SubscriberView {
   readonly key: string;
@@ -94,10 +95,14 @@ export class AccessView implements SubscriberView {
 
   /** The field rules of a record in scope; null out of scope (or in a collection this view may not read). */
   private rules(record: RecordState): FieldRules | null {
+    const view = this.reads.get(record.collection);
+    if (!view) return null;
+    // Without row scopes the rules do not depend on the record: its fields
+    // (built from the change's image on first read) are never touched.
+    if (!view.scoped) return view.rulesFor(NO_FIELDS);
     const fields = record.fields;
     for (const m of this.memo) if (m.fields === fields) return m.rules;
-    const view = this.reads.get(record.collection);
-    const rules = view ? view.rulesFor(fields) : null;
+    const rules = view.rulesFor(fields);
     if (this.memo.length >= MEMO_SIZE) this.memo.pop();
     this.memo.unshift({ fields, rules });
     return rules;

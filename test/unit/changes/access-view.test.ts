@@ -98,4 +98,20 @@ describe("AccessView", () => {
     const snap = withPolicies(doc.policies, "r4");
     expect(v.rebuilt(snap.policy, snap.schemas).admits(stored(customer()))).toBe(false);
   });
+
+  it("without row scopes, never reads a record's fields (streams then never parse change images)", () => {
+    const v = build(sub(principal(["admin"])));
+    const untouchable = {
+      collection: "customers",
+      id: "r1",
+      version: 2,
+      get fields(): Record<string, StoredValue> {
+        throw new Error("the record's fields were read");
+      },
+    };
+    expect(v.admits(untouchable)).toBe(true);
+    expect(v.fieldVisible(untouchable, "phone")).toBe(true);
+    expect(v.shape(untouchable)).not.toBe("");
+    expect(v.show(untouchable, { notes: "x" })).toEqual({ fields: { notes: "x" }, masked: [] });
+  });
 });
