@@ -1,6 +1,7 @@
 // Leadership and membership under failure, with three real node processes and
 // a real etcd: kill -9 the leader, freeze it past its lease (SIGSTOP) and wake
-// it (SIGCONT), restart etcd. Writes keep working throughout; the database
+// it (SIGCONT), restart etcd. Writes keep working throughout (and a stream on
+// the killed leader resumes on another node without loss); the database
 // shows that no ex-leader's duty write landed after its successor's claim.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +10,9 @@ import { Code } from "@connectrpc/connect";
 import { ClusterService, CoordinationState } from "../../../gen/deltamesh/v1/cluster_pb.js";
 import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { HealthCheckResponse_ServingStatus } from "../../../gen/health/v1/health_pb.js";
+import { replicate } from "../../../clients/typescript/replicate.js";
 import { startTestNode } from "../../support/node.js";
+import { copyJson, serverCopy } from "../../support/streams.js";
 import { rejection } from "../../support/rpc.js";
 import { ageWholeLog, count, floorOf } from "./sql.js";
 import { TTL_S, customer, ownEntry, startTestCluster, waitFor, writeLoad, type TestCluster } from "./support.js";
@@ -34,9 +37,12 @@ async function newLeader(via: number, old: number, timeoutMs: number): Promise<{
 }
 
 describe("leader failover", () => {
-  it("kill -9 the leader: another node leads within the lease TTL + 1 s, the dead node leaves the member list, writes go on", async () => {
+  it("kill -9 the leader: another node leads within the lease TTL + 1 s, the dead node leaves the member list, writes go on, its stream resumes elsewhere", async () => {
     const old = await c.leaderIndex(0);
     const [a, b] = others(old) as [number, number];
+    // A replica streaming from the node about to die, with another node to resume on.
+    const replica = replicate("customers", { clients: [c.changes(old), c.changes(a)], retryMinMs: 50 });
+    await replica.ready;
     const load = [writeLoad(c.records(a), "kill-a"), writeLoad(c.records(b), "kill-b")];
     await new Promise((r) => setTimeout(r, 300));
 
@@ -58,6 +64,13 @@ describe("leader failover", () => {
       expect(r.failed).toEqual([]);
       expect(r.ok).toBeGreaterThan(0);
     }
+    // The stream moved to a live node and lost nothing: the copy equals the database.
+    const [last] = (await c.records(a).writeRecords({ mutations: [customer("kill-last")] })).results;
+    await replica.waitForCursor(last!.cursor);
+    expect(copyJson(replica.records.values())).toEqual(await serverCopy(c.records(b), "customers"));
+    expect(replica.stats.reconnects).toBeGreaterThan(0);
+    expect(replica.stats.unknownRecordUpserts).toBe(0);
+    await replica.close();
 
     // Back on the same port, it rejoins as a follower.
     await c.node(old).start();

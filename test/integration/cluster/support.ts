@@ -9,6 +9,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { ClusterService, type GetStatusResponse, type NodeStatus } from "../../../gen/deltamesh/v1/cluster_pb.js";
 import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
+import { ChangeService } from "../../../gen/deltamesh/v1/changes_pb.js";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { startLocalCluster, type LocalCluster, type LocalNode } from "../../../deploy/local/cluster.js";
 import { DEFAULT_CONFIG_PATH } from "../../../services/config/file-source.js";
@@ -26,6 +27,7 @@ export interface TestCluster {
   db: pg.Pool;
   node(i: number): LocalNode;
   records(i: number): Client<typeof RecordService>;
+  changes(i: number): Client<typeof ChangeService>;
   admin(i: number): Client<typeof ClusterService>;
   health(i: number): Client<typeof Health>;
   status(i: number): Promise<GetStatusResponse>;
@@ -61,6 +63,7 @@ export async function startTestCluster(label: string): Promise<TestCluster> {
     db,
     node: (i) => local.nodes[i]!,
     records: memo((i) => createClient(RecordService, transport(i))),
+    changes: memo((i) => createClient(ChangeService, transport(i))),
     admin,
     health: memo((i) => createClient(Health, transport(i))),
     status: (i) => admin(i).getStatus({}, { timeoutMs: 5000 }),
