@@ -15,6 +15,7 @@ import { RecordSchema } from "../../gen/deltamesh/v1/types_pb.js";
 import type { SchemaSet } from "../schema/types.js";
 import { encodeClock, encodeFields } from "../records/convert.js";
 import type { EventRecord, ScopeReason, StreamEvent } from "./events.js";
+import { encodeUpsert } from "./fast-encode.js";
 
 /** One encoded event, shared by every subscriber of a view. */
 export interface EncodedEvent {
@@ -113,6 +114,8 @@ export function frame(event: Uint8Array): Uint8Array {
 }
 
 export function encodeEvent(ev: StreamEvent, cursor: string, schemas: SchemaSet): Uint8Array {
+  // Upserts (nearly every event) take the hand encoder; the rest, reflection.
+  if (ev.kind === "upsert") return frame(encodeUpsert(ev, cursor, schemas.collections.get(ev.collection)));
   return frame(toBinary(ChangeEventSchema, eventMessage(ev, cursor, schemas)));
 }
 

@@ -20,7 +20,8 @@ const C = FieldClockSchema.field;
 const LEN = WireType.LengthDelimited;
 const VARINT = WireType.Varint;
 
-function writeClock(w: BinaryWriter, c: FieldClock): void {
+/** A FieldClock's fields (inside a fork the caller opened). */
+export function writeClock(w: BinaryWriter, c: FieldClock): void {
   if (c.version !== 0) w.tag(C.version.number, VARINT).uint64(c.version);
   if (c.hlc !== 0n) w.tag(C.hlc.number, VARINT).uint64(c.hlc);
   if (c.source) w.tag(C.source.number, LEN).string(c.source);
