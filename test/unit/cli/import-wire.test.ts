@@ -58,8 +58,11 @@ describe("import wire codec", () => {
       fc.property(fc.array(mutation, { maxLength: 6 }), (ms) => {
         const expected = create(WriteRecordsRequestSchema, { mutations: ms.map(asInit) });
         const bytes = encodeWriteRequest(ms);
-        expect(fromBinary(WriteRecordsRequestSchema, bytes)).toEqual(expected);
-        expect(Buffer.from(bytes).equals(Buffer.from(toBinary(WriteRecordsRequestSchema, expected)))).toBe(true);
+        const generated = toBinary(WriteRecordsRequestSchema, expected);
+        // Decoded side by side with the generated encoder's bytes: protobuf-es's
+        // decoder drops a leading U+FEFF from strings (TextDecoder), for both alike.
+        expect(fromBinary(WriteRecordsRequestSchema, bytes)).toEqual(fromBinary(WriteRecordsRequestSchema, generated));
+        expect(Buffer.from(bytes).equals(Buffer.from(generated))).toBe(true);
       }),
       { numRuns: 400 },
     );
