@@ -58,7 +58,8 @@ export class AccessView implements SubscriberView {
       if (!schema) continue;
       const view = viewFor(policy, subscription.principal, schema, { hasher: subscription.hasher });
       if (!view.readable) continue;
-      if (!Object.keys(f.equals).every((field) => readableFields(policy, subscription.principal, schema).has(field))) continue;
+      const readable = readableFields(policy, subscription.principal, schema);
+      if (!Object.keys(f.equals).every((field) => readable.has(field))) continue;
       reads.set(f.collection, view);
     }
     return new AccessView(subscription, reads);

@@ -31,12 +31,6 @@ async function collectionQuery(collection: string, flags: QueryFlags): Promise<{
   return { schema, filters: Object.entries(where).map(([field, value]) => ({ field, value })) };
 }
 
-function formatFrom(file: string | undefined, given: string | undefined): ExportFormat {
-  const f = (given ?? (file?.endsWith(".csv") ? "csv" : "jsonl")).toLowerCase();
-  if (f !== "csv" && f !== "jsonl") throw new InvalidArgumentError(`--format must be csv or jsonl, got ${JSON.stringify(given)}`);
-  return f;
-}
-
 export function exportCommand(cmd: Command): Command {
   return cmd
     .description("write a collection's records as CSV or JSON Lines, masked as you may see them (needs the export right)")
@@ -46,7 +40,8 @@ export function exportCommand(cmd: Command): Command {
     .option("--include-deleted", "include deleted records")
     .action(async (collection: string, flags: QueryFlags & { format?: string; out?: string; includeDeleted?: boolean }) => {
       const { schema, filters } = await collectionQuery(collection, flags);
-      const format = formatFrom(flags.out, flags.format);
+      // The import's rule (--format, else the file's extension); standard output defaults to JSON Lines.
+      const format: ExportFormat = flags.out || flags.format ? formatOf(flags.out ?? "", flags.format) : "jsonl";
       const client = connectService(RecordService, flags);
       // A file is written under a temporary name and renamed when complete:
       // a failed export never leaves a truncated file behind.
