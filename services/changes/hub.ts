@@ -19,6 +19,12 @@ const FORGOTTEN = null as unknown as LogChange;
 /** Encodes one event for one view; injected so the hub needs no schemas. */
 export type EventEncoder = (ev: StreamEvent, cursor: string) => Uint8Array;
 
+/** How much the hub remembers: at most `changes` changes and `bytes` characters of their JSON (LogChange.size). */
+export interface RecentLimit {
+  changes: number;
+  bytes: number;
+}
+
 interface Group {
   readonly view: SubscriberView;
   readonly members: Set<Subscriber>;
@@ -41,6 +47,8 @@ export class ChangeHub {
   private recent: LogChange[] = [];
   private recentHead = 0;
   private recentFrom = 0n;
+  /** Sum of the remembered changes' sizes. */
+  private recentSize = 0;
   private readonly groups = new Map<string, Group>();
   /** Groups by `${tenant}\0${collection}`. */
   private readonly scopes = new Map<string, Set<Group>>();
@@ -51,7 +59,7 @@ export class ChangeHub {
   constructor(
     private readonly encode: EventEncoder,
     private readonly cursorOf: (seq: bigint) => string,
-    private readonly recentLimit: () => number,
+    private readonly recentLimit: () => RecentLimit,
   ) {}
 
   get position(): bigint {
@@ -61,9 +69,7 @@ export class ChangeHub {
   /** Starts (or restarts) at a log position with nothing recent. */
   reset(position: bigint): void {
     this.positionSeq = position;
-    this.recent = [];
-    this.recentHead = 0;
-    this.recentFrom = position;
+    this.forgetAll(position);
   }
 
   /** Changes after `after` (at most `limit`, none above `upTo`) from memory, or null when memory does not reach back that far. */
@@ -175,13 +181,16 @@ export class ChangeHub {
 
   private remember(c: LogChange): void {
     const limit = this.recentLimit();
-    if (limit <= 0) {
-      this.recentFrom = c.seq;
+    if (limit.changes <= 0 || c.size > limit.bytes) {
+      this.forgetAll(c.seq);
       return;
     }
     this.recent.push(c);
-    while (this.recent.length - this.recentHead > limit) {
-      this.recentFrom = this.recent[this.recentHead]!.seq;
+    this.recentSize += c.size;
+    while (this.recent.length - this.recentHead > limit.changes || this.recentSize > limit.bytes) {
+      const forgotten = this.recent[this.recentHead]!;
+      this.recentFrom = forgotten.seq;
+      this.recentSize -= forgotten.size;
       // Let go of the forgotten change now (its image can be large), not at the next compaction.
       this.recent[this.recentHead] = FORGOTTEN;
       this.recentHead++;
@@ -190,5 +199,13 @@ export class ChangeHub {
       this.recent = this.recent.slice(this.recentHead);
       this.recentHead = 0;
     }
+  }
+
+  /** Memory now starts after `seq`. */
+  private forgetAll(seq: bigint): void {
+    this.recent = [];
+    this.recentHead = 0;
+    this.recentSize = 0;
+    this.recentFrom = seq;
   }
 }

@@ -15,8 +15,10 @@ export interface StreamSettings {
   pollIntervalMs: number;
   /** After a notification the tailer waits this long, so one read (and one message per subscriber) carries more changes. */
   batchDelayMs: number;
-  /** Recent changes the hub keeps in memory for subscribers that are slightly behind. */
+  /** Recent changes the hub keeps in memory for subscribers that are slightly behind, at most this many... */
   recentChanges: number;
+  /** ...and at most this many characters of their JSON (large notes or JSON fields would otherwise make a count unbounded in bytes). */
+  recentBytes: number;
   /** Most bytes of events in one stream message. */
   maxMessageBytes: number;
 }
@@ -28,6 +30,7 @@ export const DEFAULT_STREAM_SETTINGS: Readonly<StreamSettings> = Object.freeze({
   pollIntervalMs: 1_000,
   batchDelayMs: 5,
   recentChanges: 1_024,
+  recentBytes: 16 * 1024 * 1024,
   maxMessageBytes: 256 * 1024,
 });
 
@@ -39,6 +42,7 @@ const KEYS: readonly [string, keyof StreamSettings, number, number][] = [
   ["poll_interval_ms", "pollIntervalMs", 10, 60_000],
   ["batch_delay_ms", "batchDelayMs", 0, 1_000],
   ["recent_changes", "recentChanges", 0, 1_000_000],
+  ["recent_bytes", "recentBytes", 0, 1024 * 1024 * 1024],
   ["max_message_bytes", "maxMessageBytes", 16 * 1024, 4 * 1024 * 1024],
 ];
 

@@ -110,7 +110,7 @@ export class ChangeStreams implements StreamStatsSource {
     this.hub = new ChangeHub(
       (ev, cursor) => this.encode(ev, cursor),
       (seq) => this.cursorOf(seq),
-      () => this.settings().recentChanges,
+      () => ({ changes: this.settings().recentChanges, bytes: this.settings().recentBytes }),
     );
     this.tailer = new ChangeTailer(reader, this.hub, () => this.settings(), log);
   }

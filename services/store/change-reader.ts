@@ -32,6 +32,8 @@ export interface LogChange
    */
   image(): Record<string, StoredValue> | null;
   prior(): Record<string, StoredValue> | null;
+  /** Characters of JSON the row carried (delta, image, prior): a measure of what holding it costs. */
+  size: number;
 }
 
 export interface LogPage {
@@ -128,7 +130,7 @@ interface StoredDelta extends DeltaClocksJson {
   cleared: string[];
 }
 
-function toLogChange(r: LogRow): LogChange {
+function toLogChange(r: LogRow, size: number): LogChange {
   const newVersion = Number(r.new_version);
   const delta = JSON.parse(r.delta) as StoredDelta;
   return {
@@ -146,6 +148,7 @@ function toLogChange(r: LogRow): LogChange {
     commitTime: r.commit_time,
     image: lazyJson(r.image),
     prior: lazyJson(r.prior),
+    size,
   };
 }
 
@@ -168,8 +171,12 @@ export class ChangeReader {
     const tail = last === null || last === undefined ? floor : BigInt(last);
     const rows = res.rows.filter((r) => r.seq !== null);
     let size = 0;
-    for (const r of rows) size += r.delta.length + (r.image?.length ?? 0) + (r.prior?.length ?? 0);
-    return { changes: rows.map(toLogChange), floor, tail: tail > floor ? tail : floor, size };
+    const changes = rows.map((r) => {
+      const rowSize = r.delta.length + (r.image?.length ?? 0) + (r.prior?.length ?? 0);
+      size += rowSize;
+      return toLogChange(r, rowSize);
+    });
+    return { changes, floor, tail: tail > floor ? tail : floor, size };
   }
 
   async bounds(): Promise<LogBounds> {

@@ -40,7 +40,7 @@ beforeAll(async () => {
   const example = await readFile(DEFAULT_CONFIG_PATH, "utf8");
   await writeFile(config, `${example}\nstreams:\n  max_buffered_bytes: ${BUFFER_BYTES}\n  recent_changes: 256\n`);
   databaseUrl = await testDatabaseUrl();
-  a = await startServerProcess({ databaseUrl, args: ["--config", config], env: { NODE_OPTIONS: `--max-old-space-size=${HEAP_MB}` } });
+  a = await startServerProcess({ databaseUrl, args: ["--config", config], env: { NODE_OPTIONS: `--max-old-space-size=${HEAP_MB}` }, onLog: (l) => console.error("[server]", l.slice(0, 3000)) });
   db = new pg.Pool({ connectionString: databaseUrl, max: 2 });
 });
 afterAll(async () => {

@@ -47,5 +47,6 @@ export function change(c: ChangeInit): LogChange {
     commitTime: new Date(1_700_000_000_000 + c.seq),
     image: () => image,
     prior: () => prior,
+    size: JSON.stringify({ set, cleared }).length + JSON.stringify(image).length + JSON.stringify(prior).length,
   };
 }

@@ -11,7 +11,7 @@ const east = new FilterView("default", [{ collection: "customers", equals: { reg
 const east2 = new FilterView("default", [{ collection: "customers", equals: { region: "east_china" }, fields: null }]);
 const all = new FilterView("default", [{ collection: "customers", equals: {}, fields: null }]);
 
-function hub(recent = 100) {
+function hub(recent = 100, recentBytes = Infinity) {
   const encoded: string[] = [];
   const h = new ChangeHub(
     (ev: StreamEvent, cursor: string) => {
@@ -19,7 +19,7 @@ function hub(recent = 100) {
       return new TextEncoder().encode(`${ev.kind}@${cursor};`);
     },
     (seq) => `c${seq}`,
-    () => recent,
+    () => ({ changes: recent, bytes: recentBytes }),
   );
   return { h, encoded };
 }
@@ -63,6 +63,21 @@ describe("ChangeHub", () => {
     expect(h.recentAfter(13n, 1, 1000n)!.map((c) => c.seq)).toEqual([14n]);
     expect(h.recentAfter(12n, 100, 14n)!.map((c) => c.seq)).toEqual([13n, 14n]);
     expect(h.recentAfter(15n, 100, 1000n)).toEqual([]);
+  });
+
+  it("remembers no more than its byte limit of recent changes, and nothing of a change larger than that", () => {
+    const size = created(1, "east_china").size;
+    const { h } = hub(100, size * 2.5);
+    h.reset(10n);
+    h.publish([11, 12, 13, 14].map((s) => created(s, "east_china")));
+    expect(h.recentAfter(11n, 100, 1000n)).toBeNull();
+    expect(h.recentAfter(12n, 100, 1000n)!.map((c) => c.seq)).toEqual([13n, 14n]);
+    const huge = change({ seq: 15, id: "r15", before: null, set: { notes: "备注".repeat(size) } });
+    h.publish([huge]);
+    expect(h.recentAfter(14n, 100, 1000n)).toBeNull();
+    expect(h.recentAfter(15n, 100, 1000n)).toEqual([]);
+    h.publish([created(16, "east_china")]);
+    expect(h.recentAfter(15n, 100, 1000n)!.map((c) => c.seq)).toEqual([16n]);
   });
 
   it("ends and detaches a subscriber whose buffer overflows; the others carry on", () => {
