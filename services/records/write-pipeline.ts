@@ -3,6 +3,15 @@
 // fsync and the change-log sequencing lock are paid per batch, not per write.
 // Each request is still atomic on its own: it applies whole or fails whole
 // without disturbing the other requests of its batch.
+//
+// Batches overlap in two phases: one batch at a time *fills* (reads, locks
+// and merges), and the next one is formed only when it moves on to *commit*
+// (writes, the sequencing lock, COMMIT). Commits are serialized by the
+// sequencing lock anyway (services/store/sequencing.ts), so the requests that
+// arrive while a batch commits wait for the next batch instead of going out
+// in a batch of their own: forming a batch whenever a slot was free sent
+// every other batch out with one or two requests, each paying a whole fsync
+// under the lock (64 single-write callers averaged 2.3 requests a batch).
 import { randomBytes } from "node:crypto";
 import { DomainError, isDomainError } from "../platform/errors.js";
 import type { CollectionSchema, SchemaSet, StoredValue } from "../schema/types.js";
@@ -42,7 +51,7 @@ export interface MutationGuard {
 export interface WritePipelineOptions {
   /** A batch closes once it holds this many mutations (default 512). */
   maxBatchMutations?: number;
-  /** Batches in flight at once; while they run, the next batch fills (default 2). */
+  /** Batches in flight at once, committing or waiting to (default 3); only one fills at a time. */
   maxConcurrentBatches?: number;
   /** How far ahead of server time a device's edit time is trusted (default 60 s). */
   maxClockSkewMs?: number;
@@ -66,6 +75,8 @@ const MAX_ATTEMPTS = 4;
 export class WritePipeline {
   private readonly queue: Pending[] = [];
   private inFlight = 0;
+  /** Batches reading and merging, not yet committing; the next batch forms when this is 0. */
+  private filling = 0;
   private readonly clock = new HybridClock();
   private readonly maxBatch: number;
   private readonly maxConcurrent: number;
@@ -78,7 +89,7 @@ export class WritePipeline {
     opts: WritePipelineOptions = {},
   ) {
     this.maxBatch = opts.maxBatchMutations ?? 512;
-    this.maxConcurrent = opts.maxConcurrentBatches ?? 2;
+    this.maxConcurrent = opts.maxConcurrentBatches ?? 3;
     this.maxSkewMs = opts.maxClockSkewMs ?? 60_000;
   }
 
@@ -97,7 +108,7 @@ export class WritePipeline {
   }
 
   private pump(): void {
-    while (this.inFlight < this.maxConcurrent && this.queue.length > 0) {
+    while (this.filling === 0 && this.inFlight < this.maxConcurrent && this.queue.length > 0) {
       const batch: Pending[] = [];
       let size = 0;
       while (this.queue.length > 0 && (batch.length === 0 || size + this.queue[0]!.req.mutations.length <= this.maxBatch)) {
@@ -115,10 +126,21 @@ export class WritePipeline {
   }
 
   private async run(batch: Pending[], attempt: number): Promise<void> {
+    this.filling++;
+    let filled = false;
+    const committing = () => {
+      if (filled) return;
+      filled = true;
+      this.filling--;
+      this.pump();
+    };
     let outcomes: RequestOutcome[];
     try {
-      outcomes = await observeWriteBatch(batch, attempt, () => this.store.writeTransaction((tx) => this.applyBatch(tx, batch.map((p) => p.req))));
+      outcomes = await observeWriteBatch(batch, attempt, () =>
+        this.store.writeTransaction((tx) => this.applyBatch(tx, batch.map((p) => p.req), committing)),
+      );
     } catch (e) {
+      committing();
       const retryable = e instanceof StaleIdentityError || isRetryableConflict(e);
       if (retryable && batch.length > 1) {
         // One request's collision must not fail its neighbours: retry each alone.
@@ -130,10 +152,12 @@ export class WritePipeline {
       for (const p of batch) p.reject(error);
       return;
     }
+    committing();
     outcomes.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.results) : batch[i]!.reject(o.error)));
   }
 
-  private async applyBatch(tx: WriteTx, requests: WriteRequest[]): Promise<RequestOutcome[]> {
+  /** `committing` is called once the batch has merged and starts writing: the next batch may form. */
+  private async applyBatch(tx: WriteTx, requests: WriteRequest[], committing: () => void): Promise<RequestOutcome[]> {
     const schemas = this.schemas();
     // 1. Everything the batch needs to read, in two round trips.
     const lookups: IdentityLookup[] = [];
@@ -189,6 +213,7 @@ export class WritePipeline {
     const outcomes = requests.map((req, r) => this.applyRequest(req, targetIds[r]!, state, applied));
 
     // 5. One write of everything, then cursors.
+    committing();
     const seqs = await tx.apply(state.effects());
     for (const [result, changeIndex] of state.resultChanges) {
       const seq = seqs[changeIndex];
