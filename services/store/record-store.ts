@@ -374,24 +374,35 @@ export class RecordStore {
   }
 }
 
+/**
+ * Holders of identity values ($1: a JSON array of {tenant, collection, field,
+ * value}); record_id is null for a value nobody holds. A correlated subquery,
+ * so each value is one probe of record_keys' primary key (migration 0006)
+ * whatever the statistics say: as a join, the planner misjudges the JSON's
+ * row count and, early in a bulk import, hashed the whole table per batch.
+ */
+export const IDENTITY_LOOKUP_SQL = `
+  SELECT k.tenant, k.collection, k.field, k.value,
+         (SELECT rk.record_id FROM record_keys rk
+           WHERE rk.tenant = k.tenant AND rk.collection = k.collection AND rk.field = k.field AND rk.value = k.value) AS record_id
+    FROM json_to_recordset($1::json) AS k(tenant text, collection text, field text, value text)`;
+
 async function resolveIdentities(
   db: Pool | PoolClient,
   lookups: readonly IdentityLookup[],
 ): Promise<Map<string, string>> {
   if (lookups.length === 0) return new Map();
-  const res = await db.query<{ tenant: string; collection: string; field: string; value: string; record_id: string }>(
-    `SELECT rk.* FROM json_to_recordset($1::json) AS k(tenant text, collection text, field text, value text) CROSS JOIN LATERAL
-       (SELECT tenant, collection, field, value, record_id FROM record_keys
-         WHERE tenant = k.tenant AND collection = k.collection AND field = k.field AND value = k.value) rk`,
+  const res = await db.query<{ tenant: string; collection: string; field: string; value: string; record_id: string | null }>(
+    IDENTITY_LOOKUP_SQL,
     [
       JSON.stringify(
         lookups.map((l) => ({ tenant: l.tenant, collection: l.collection, field: l.field, value: JSON.stringify(l.value) })),
       ),
     ],
   );
-  return new Map(
-    res.rows.map((r) => [`${r.tenant}\u0000${r.collection}\u0000${r.field}\u0000${r.value}`, r.record_id]),
-  );
+  const holders = new Map<string, string>();
+  for (const r of res.rows) if (r.record_id !== null) holders.set(`${r.tenant}\u0000${r.collection}\u0000${r.field}\u0000${r.value}`, r.record_id);
+  return holders;
 }
 
 /** A list of record keys as one JSON parameter, read back by `KEYS_PARAM`. */
