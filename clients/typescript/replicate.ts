@@ -214,10 +214,14 @@ export class Replica {
         const err = ConnectError.from(e);
         this.opts.onError?.(err);
         this.stats.reconnects++;
-        if (err.findDetails(ErrorInfoSchema).some((i) => i.reason === "CURSOR_EXPIRED")) {
+        const reasons = err.findDetails(ErrorInfoSchema).map((i) => i.reason);
+        if (reasons.includes("CURSOR_EXPIRED")) {
           this.cursor = ""; // the log no longer reaches back to us: start over from a snapshot
-        } else if (err.code !== Code.ResourceExhausted) {
-          this.clientIndex++; // that node may be gone: try the next
+        } else if (err.code !== Code.ResourceExhausted && !reasons.includes("TOKEN_EXPIRED")) {
+          // That node may be gone: try the next. (Too slow or an expired token
+          // is not the node's fault: resume there, the client's credentials
+          // supplying a fresh token.)
+          this.clientIndex++;
         }
         this.incoming = null;
         await sleep(backoff);

@@ -15,6 +15,7 @@ import {
 } from "../../gen/deltamesh/v1/changes_pb.js";
 import type { FieldFilter } from "../../gen/deltamesh/v1/records_pb.js";
 import type { ConfigSource } from "../config/source.js";
+import { watchCredential } from "../platform/auth/expiry.js";
 import { invalidArgument, type FieldViolation } from "../platform/errors.js";
 import { preEncoded } from "../platform/transport/pre-encoded.js";
 import { collectionOf, decodeFilters } from "../records/convert.js";
@@ -147,17 +148,24 @@ export function createChangeService(deps: ChangeServiceDeps): ServiceImpl<typeof
         if (fields.length > 0) access.record("read_unmasked", { collection: f.collection, fields: [...fields], details: { stream: "subscribe" } });
       }
       const spec: SubscribeSpec = { view, start, ...(heartbeatMs ? { heartbeatMs } : {}) };
-      for await (const bytes of deps.streams.subscribe(spec, ctx.signal)) {
-        // The yield resumes once the transport has taken the message.
-        const delivery = startStreamDelivery({ events: countEvents(bytes) });
-        try {
-          yield preEncoded(SubscribeResponseSchema, bytes);
-        } catch (e) {
-          delivery.end(e);
-          throw e;
-        } finally {
-          delivery.end();
+      const credential = watchCredential(access.principal, ctx.signal);
+      try {
+        for await (const bytes of deps.streams.subscribe(spec, credential.signal)) {
+          // The yield resumes once the transport has taken the message.
+          const delivery = startStreamDelivery({ events: countEvents(bytes) });
+          try {
+            yield preEncoded(SubscribeResponseSchema, bytes);
+          } catch (e) {
+            delivery.end(e);
+            throw e;
+          } finally {
+            delivery.end();
+          }
         }
+        const expired = credential.expired();
+        if (expired) throw expired;
+      } finally {
+        credential.dispose();
       }
     },
 

@@ -10,6 +10,8 @@ export interface Principal {
   roles: string[];
   /** Region, department, device class, ... as granted by the token. */
   attributes: Record<string, string | string[]>;
+  /** When the credential stops being valid (a token's exp, ms since epoch); calls that outlive it (streams) end then. */
+  expiresAtMs?: number;
 }
 
 export const ANONYMOUS: Principal = { subject: "anonymous", tenant: DEFAULT_TENANT, roles: [], attributes: {} };

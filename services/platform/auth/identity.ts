@@ -65,7 +65,8 @@ export function principalFromClaims(claims: Record<string, unknown>, m: ClaimMap
     const a = attributeValue(claims[name]);
     if (a !== undefined && !RESERVED.has(name)) attributes[name] = a;
   }
-  return { subject: sub, tenant, roles: [...new Set(roles)], attributes };
+  const exp = claims["exp"];
+  return { subject: sub, tenant, roles: [...new Set(roles)], attributes, ...(typeof exp === "number" ? { expiresAtMs: exp * 1000 } : {}) };
 }
 
 function subjectPart(cert: PeerCertificate, key: "CN" | "O" | "OU"): string | undefined {

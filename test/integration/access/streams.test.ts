@@ -13,6 +13,7 @@ import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import type { Identity, TestNode } from "../../support/node.js";
 import { byId, enm, rejection, str } from "../../support/rpc.js";
 import { openStream, recordEvents } from "../../support/streams.js";
+import { signTestToken } from "../../support/tokens.js";
 import { ADMIN, eastManager, eastSales, seed, startAccessNode, uid, type MutationInit } from "./helpers.js";
 
 let node: TestNode;
@@ -194,6 +195,33 @@ describe("refusals", () => {
         for await (const _ of node.grpcJs(ChangeService, who).subscribe({ collections: [q], start: { case: "fromNow", value: {} } })) return;
       })(),
     );
+
+  it("ends with UNAUTHENTICATED (TOKEN_EXPIRED) when its token expires; a fresh token resumes from the last cursor", async () => {
+    const dept = uid("dept");
+    const id = await seed(node, uid("exp"), { region: enm("east_china"), department: str(dept) });
+    const sales = eastSales();
+    const shortLived: Identity = { authorization: `Bearer ${signTestToken({ sub: sales.subject, roles: sales.roles, attributes: sales.attributes }, { expiresIn: 2 })}` };
+    const s = openStream(node.grpcJs(ChangeService, shortLived), { collections: [customersOf(dept)], start: { case: "fromNow", value: {} } });
+    try {
+      await edit(id, { notes: str("before expiry") });
+      await s.until((e) => recordEvents(e).length >= 1);
+      await s.done(5_000);
+      expect(s.error?.code).toBe(Code.Unauthenticated);
+      expect(s.error?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("TOKEN_EXPIRED");
+    } finally {
+      s.close();
+    }
+    // Written after the end: the resumed stream gets it, and nothing twice.
+    await edit(id, { notes: str("after expiry") });
+    const last = [...s.events].reverse().find((e) => e.cursor !== "")!.cursor;
+    const resumed = openStream(node.grpcJs(ChangeService, sales), { collections: [customersOf(dept)], start: { case: "afterCursor", value: last } });
+    try {
+      await resumed.until((e) => recordEvents(e).length >= 1);
+      expect([...recordEvents(s.events), ...recordEvents(resumed.events)]).toEqual([`upsert ${id}@2`, `upsert ${id}@3`]);
+    } finally {
+      resumed.close();
+    }
+  });
 
   it("a filter or selected field the subscriber may not read is PERMISSION_DENIED, naming it", async () => {
     const byCredit = await subscribe(eastSales(), { collection: "customers", filters: [{ field: "credit_limit", value: { kind: { case: "decimalValue", value: "1" } } }] });
