@@ -5,7 +5,8 @@
 // views. Field numbers come from the generated descriptors;
 // test/unit/changes/fast-encode.test.ts checks that the bytes decode to
 // exactly what the reflective path (encode.ts eventMessage) builds.
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { WireWriter } from "../platform/wire/writer.js";
 import { ChangeEventSchema, RecordUpsertSchema } from "../../gen/deltamesh/v1/changes_pb.js";
 import { StringListSchema, ValueSchema, type Value } from "../../gen/deltamesh/v1/types_pb.js";
 import { TimestampSchema } from "@bufbuild/protobuf/wkt";
@@ -19,12 +20,14 @@ const U = RecordUpsertSchema.field;
 const V = ValueSchema.field;
 const T = TimestampSchema.field;
 const LEN = WireType.LengthDelimited;
+/** Reused: encoding is synchronous, and finish() copies the message out. */
+const writer = new WireWriter();
 const VARINT = WireType.Varint;
 // Map entries: key = 1, value = 2.
 const KEY = 1;
 const VALUE = 2;
 
-function writeValue(w: BinaryWriter, v: Value): void {
+function writeValue(w: WireWriter, v: Value): void {
   const k = v.kind;
   switch (k.case) {
     case "stringValue":
@@ -61,7 +64,7 @@ function writeValue(w: BinaryWriter, v: Value): void {
 
 /** The ChangeEvent bytes (unframed) of an upsert event. */
 export function encodeUpsert(ev: Extract<StreamEvent, { kind: "upsert" }>, cursor: string, schema: CollectionSchema | undefined): Uint8Array {
-  const w = new BinaryWriter();
+  const w = writer.reset();
   if (cursor) w.tag(E.cursor.number, LEN).string(cursor);
   w.tag(E.upsert.number, LEN).fork();
   if (ev.collection) w.tag(U.collection.number, LEN).string(ev.collection);

@@ -7,7 +7,8 @@
 // generated descriptors, so a renumbering cannot silently desync this
 // encoder; test/unit/records/fast-encode.test.ts checks that it decodes to
 // exactly what the reflective path (`encodeResult`) builds.
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { WireWriter } from "../platform/wire/writer.js";
 import { WriteRecordsResponseSchema } from "../../gen/deltamesh/v1/records_pb.js";
 import { FieldClockSchema, FieldOutcomeSchema, MutationResultSchema } from "../../gen/deltamesh/v1/types_pb.js";
 import { OUTCOME_STATUS } from "./convert.js";
@@ -18,10 +19,12 @@ const R = MutationResultSchema.field;
 const O = FieldOutcomeSchema.field;
 const C = FieldClockSchema.field;
 const LEN = WireType.LengthDelimited;
+/** Reused: encoding is synchronous, and finish() copies the message out. */
+const writer = new WireWriter();
 const VARINT = WireType.Varint;
 
 /** A FieldClock's fields (inside a fork the caller opened). */
-export function writeClock(w: BinaryWriter, c: FieldClock): void {
+export function writeClock(w: WireWriter, c: FieldClock): void {
   if (c.version !== 0) w.tag(C.version.number, VARINT).uint64(c.version);
   if (c.hlc !== 0n) w.tag(C.hlc.number, VARINT).uint64(c.hlc);
   if (c.source) w.tag(C.source.number, LEN).string(c.source);
@@ -29,7 +32,7 @@ export function writeClock(w: BinaryWriter, c: FieldClock): void {
   if (c.device) w.tag(C.device.number, LEN).string(c.device);
 }
 
-function writeOutcome(w: BinaryWriter, o: FieldOutcome): void {
+function writeOutcome(w: WireWriter, o: FieldOutcome): void {
   if (o.field) w.tag(O.field.number, LEN).string(o.field);
   const status = OUTCOME_STATUS[o.status];
   if (status !== 0) w.tag(O.status.number, VARINT).int32(status);
@@ -42,7 +45,7 @@ function writeOutcome(w: BinaryWriter, o: FieldOutcome): void {
   if (o.ticketId) w.tag(O.ticketId.number, LEN).string(o.ticketId);
 }
 
-function writeResult(w: BinaryWriter, r: MutationResult): void {
+function writeResult(w: WireWriter, r: MutationResult): void {
   if (r.collection) w.tag(R.collection.number, LEN).string(r.collection);
   if (r.id) w.tag(R.id.number, LEN).string(r.id);
   if (r.version !== 0) w.tag(R.version.number, VARINT).uint64(r.version);
@@ -59,7 +62,7 @@ function writeResult(w: BinaryWriter, r: MutationResult): void {
 
 /** A binary WriteRecordsResponse holding `results` in order. */
 export function encodeWriteRecordsResponse(results: readonly MutationResult[]): Uint8Array {
-  const w = new BinaryWriter();
+  const w = writer.reset();
   for (const r of results) {
     w.tag(RESPONSE_RESULTS, LEN).fork();
     writeResult(w, r);
