@@ -18,6 +18,23 @@ export function encodeCursor(c: Cursor): string {
   return PREFIX + Buffer.concat([id, seq]).toString("base64url");
 }
 
+/**
+ * `encodeCursor` for one database, for the hot paths (every event carries a
+ * cursor): the first 15 of the 24 bytes are the database's, so their 20
+ * base64url characters are computed once, and only the last 9 bytes (the
+ * id's last byte and the seq) are encoded per call.
+ */
+export function cursorEncoder(databaseId: string): (seq: bigint) => string {
+  const id = Buffer.from(databaseId.replaceAll("-", ""), "hex");
+  const head = PREFIX + id.subarray(0, 15).toString("base64url");
+  const tail = Buffer.alloc(9);
+  tail[0] = id[15]!;
+  return (seq) => {
+    tail.writeBigUInt64BE(seq, 1);
+    return head + tail.toString("base64url");
+  };
+}
+
 export function decodeCursor(text: string, field = "cursor"): Cursor {
   const bad = (why: string) =>
     new DomainError("invalid_argument", `${field} is not a deltamesh cursor: ${why}`, {

@@ -115,7 +115,7 @@ export function frame(event: Uint8Array): Uint8Array {
 
 export function encodeEvent(ev: StreamEvent, cursor: string, schemas: SchemaSet): Uint8Array {
   // Upserts (nearly every event) take the hand encoder; the rest, reflection.
-  if (ev.kind === "upsert") return frame(encodeUpsert(ev, cursor, schemas.collections.get(ev.collection)));
+  if (ev.kind === "upsert") return encodeUpsert(ev, cursor, schemas.collections.get(ev.collection), true);
   return frame(toBinary(ChangeEventSchema, eventMessage(ev, cursor, schemas)));
 }
 

@@ -7,7 +7,7 @@
 // exactly what the reflective path (encode.ts eventMessage) builds.
 import { WireType } from "@bufbuild/protobuf/wire";
 import { WireWriter } from "../platform/wire/writer.js";
-import { ChangeEventSchema, RecordUpsertSchema } from "../../gen/deltamesh/v1/changes_pb.js";
+import { ChangeEventSchema, RecordUpsertSchema, SubscribeResponseSchema } from "../../gen/deltamesh/v1/changes_pb.js";
 import { StringListSchema, ValueSchema, type Value } from "../../gen/deltamesh/v1/types_pb.js";
 import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { encodeShown } from "../records/convert.js";
@@ -62,9 +62,14 @@ function writeValue(w: WireWriter, v: Value): void {
   }
 }
 
-/** The ChangeEvent bytes (unframed) of an upsert event. */
-export function encodeUpsert(ev: Extract<StreamEvent, { kind: "upsert" }>, cursor: string, schema: CollectionSchema | undefined): Uint8Array {
+/**
+ * The ChangeEvent bytes of an upsert event; `framed`: as one `events` entry
+ * of a SubscribeResponse (field 1), written in place instead of copied behind
+ * a header.
+ */
+export function encodeUpsert(ev: Extract<StreamEvent, { kind: "upsert" }>, cursor: string, schema: CollectionSchema | undefined, framed = false): Uint8Array {
   const w = writer.reset();
+  if (framed) w.tag(SubscribeResponseSchema.field.events.number, LEN).fork();
   if (cursor) w.tag(E.cursor.number, LEN).string(cursor);
   w.tag(E.upsert.number, LEN).fork();
   if (ev.collection) w.tag(U.collection.number, LEN).string(ev.collection);
@@ -100,5 +105,6 @@ export function encodeUpsert(ev: Extract<StreamEvent, { kind: "upsert" }>, curso
   w.join();
   for (const m of ev.masked) w.tag(U.maskedFields.number, LEN).string(m);
   w.join();
+  if (framed) w.join();
   return w.finish();
 }

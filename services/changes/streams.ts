@@ -9,7 +9,7 @@ import { DomainError } from "../platform/errors.js";
 import type { ChangeReader, LogChange, LogSnapshot } from "../store/change-reader.js";
 import type { StoredRecord } from "../records/model.js";
 import type { StoredValue } from "../schema/types.js";
-import { decodeCursor, encodeCursor } from "./cursor.js";
+import { cursorEncoder, decodeCursor } from "./cursor.js";
 import { bucketOf, DigestBuilder, type Bucket } from "./digest.js";
 import { encodeEvent, encodeHeartbeat, encodeSnapshotEnd, joinEvents } from "./encode.js";
 import { changeEvent, viewRecord, viewSwapEvent, type EventRecord, type StreamEvent } from "./events.js";
@@ -101,12 +101,14 @@ export class ChangeStreams implements StreamStatsSource {
   readonly hub: ChangeHub;
   private readonly tailer: ChangeTailer;
   private readonly open = new Set<Subscriber>();
+  private readonly encodeCursor: (seq: bigint) => string;
 
   constructor(
     private readonly reader: ChangeReader,
     private readonly config: ConfigSource,
     log: TailerLogger,
   ) {
+    this.encodeCursor = cursorEncoder(reader.databaseId);
     this.hub = new ChangeHub(
       (ev, cursor) => this.encode(ev, cursor),
       (seq) => this.cursorOf(seq),
@@ -134,7 +136,7 @@ export class ChangeStreams implements StreamStatsSource {
   }
 
   cursorOf(seq: bigint): string {
-    return encodeCursor({ databaseId: this.reader.databaseId, seq });
+    return this.encodeCursor(seq);
   }
 
   /**

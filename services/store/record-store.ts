@@ -6,7 +6,7 @@ import pg from "pg";
 import type { Pool, PoolClient } from "pg";
 import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
-import { encodeCursor } from "../changes/cursor.js";
+import { cursorEncoder } from "../changes/cursor.js";
 import { appendChanges, type ChangeRow, type SequencingMode } from "./sequencing.js";
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
@@ -179,11 +179,15 @@ type OutcomeJson = Omit<FieldOutcome, "winner"> & { winner?: ClockJson };
 export const RECORD_COLUMNS = "tenant, collection, id, version, fields, clocks, deleted, create_time, update_time";
 
 export class RecordStore {
+  private readonly encodeCursor: (seq: bigint) => string;
+
   private constructor(
     readonly pool: Pool,
     readonly databaseId: string,
     private readonly sequencing: SequencingMode,
-  ) {}
+  ) {
+    this.encodeCursor = cursorEncoder(databaseId);
+  }
 
   static async open(opts: RecordStoreOptions): Promise<RecordStore> {
     const pool = new pg.Pool({ connectionString: opts.url, max: opts.maxConnections ?? 16 });
@@ -206,7 +210,7 @@ export class RecordStore {
   }
 
   cursorOf(seq: bigint): string {
-    return encodeCursor({ databaseId: this.databaseId, seq });
+    return this.encodeCursor(seq);
   }
 
   async get(key: RecordKey): Promise<StoredRecord | null> {

@@ -3,7 +3,9 @@
 import { equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { ChangeEventSchema } from "../../../gen/deltamesh/v1/changes_pb.js";
-import { eventMessage } from "../../../services/changes/encode.js";
+import fc from "fast-check";
+import { cursorEncoder, decodeCursor, encodeCursor } from "../../../services/changes/cursor.js";
+import { eventMessage, frame } from "../../../services/changes/encode.js";
 import type { StreamEvent } from "../../../services/changes/events.js";
 import { encodeUpsert } from "../../../services/changes/fast-encode.js";
 import { parseSchemaSet } from "../../../services/schema/load.js";
@@ -60,5 +62,23 @@ describe("encodeUpsert", () => {
     const fast = fromBinary(ChangeEventSchema, encodeUpsert(ev, cursor, schemas.collections.get("c")));
     const reflective = eventMessage(ev, cursor, schemas);
     expect(equals(ChangeEventSchema, fast, reflective), JSON.stringify([toBinary(ChangeEventSchema, fast).length, toBinary(ChangeEventSchema, reflective).length])).toBe(true);
+  });
+
+  it.each(cases)("%s, framed as an events entry", (_name, ev, cursor) => {
+    const schema = schemas.collections.get("c");
+    expect(Buffer.from(encodeUpsert(ev, cursor, schema, true))).toEqual(Buffer.from(frame(encodeUpsert(ev, cursor, schema))));
+  });
+});
+
+describe("cursorEncoder", () => {
+  it("encodes what encodeCursor encodes, for any seq", () => {
+    const databaseId = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    const encode = cursorEncoder(databaseId);
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 2n ** 63n - 1n }), (seq) => {
+        expect(encode(seq)).toBe(encodeCursor({ databaseId, seq }));
+        expect(decodeCursor(encode(seq))).toEqual({ databaseId, seq });
+      }),
+    );
   });
 });
