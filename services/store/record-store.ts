@@ -7,7 +7,7 @@ import type { Pool, PoolClient } from "pg";
 import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
 import { cursorEncoder } from "../changes/cursor.js";
-import { appendChanges, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import { changeRowsJson, sequencingLockKey, sortedSeqs, type ChangeRow, type SequencingMode } from "./sequencing.js";
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
@@ -321,36 +321,21 @@ export class RecordStore {
     const created = new Set(e.changes.filter((c) => c.created).map((c) => recordKeyString({ ...c, id: c.recordId })));
     const fresh = e.records.filter((r) => created.has(recordKeyString(r)));
     const existing = e.records.filter((r) => !created.has(recordKeyString(r)));
-    if (fresh.length > 0) await writeRecordRows(client, fresh, "");
-    if (existing.length > 0) {
-      await writeRecordRows(
-        client,
-        existing,
-        `ON CONFLICT (tenant, collection, id) DO UPDATE
-            SET version = EXCLUDED.version, fields = EXCLUDED.fields, clocks = EXCLUDED.clocks,
-                deleted = EXCLUDED.deleted, update_time = EXCLUDED.update_time`,
-      );
-    }
-    if (e.keyRemovals.length > 0) {
-      await client.query(
-        `DELETE FROM record_keys rk USING ${KEY_EDITS_PARAM}
-          WHERE rk.tenant = k.tenant AND rk.collection = k.collection AND rk.field = k.field
-            AND rk.value = k.value AND rk.record_id = k.record_id`,
-        [keyEditsParam(e.keyRemovals)],
-      );
-    }
-    if (e.keyInserts.length > 0) {
-      await client.query(
-        `INSERT INTO record_keys (tenant, collection, field, value, record_id)
-         SELECT tenant, collection, field, value, record_id FROM ${KEY_EDITS_PARAM}`,
-        [keyEditsParam(e.keyInserts)],
-      );
-    }
     if (e.tickets.length > 0) await writeTickets(client, e.tickets);
     if (e.ticketCloses.length > 0) await closeTickets(client, e.ticketCloses);
+    // Records, keys and change rows in one round trip (migration 0007); the
+    // change rows go last, under the sequencing lock.
+    const res = await client.query<{ seq: string }>("SELECT seq FROM deltamesh_apply_writes($1::json, $2::json, $3::json, $4::json, $5::json, $6) AS seq", [
+      fresh.length > 0 ? recordRowsJson(fresh) : null,
+      existing.length > 0 ? recordRowsJson(existing) : null,
+      e.keyRemovals.length > 0 ? keyEditsParam(e.keyRemovals) : null,
+      e.keyInserts.length > 0 ? keyEditsParam(e.keyInserts) : null,
+      e.changes.length > 0 ? changeRowsJson(e.changes.map(toChangeRow)) : null,
+      sequencingLockKey(this.sequencing),
+    ]);
+    const seqs = sortedSeqs(res.rows);
     // Idempotency rows need the cursors, which exist only once the change
-    // rows are sequenced; both go in under the sequencing lock, last.
-    const seqs = await appendChanges(client, e.changes.map(toChangeRow), this.sequencing);
+    // rows are sequenced: they go in after them, still under the lock.
     if (e.applied.length > 0) {
       for (const a of e.applied) {
         const seq = a.changeIndex === null ? undefined : seqs[a.changeIndex];
@@ -441,30 +426,24 @@ export async function listRecords(db: Pool | PoolClient, q: ListQuery): Promise<
   return res.rows.map(toRecord);
 }
 
-async function writeRecordRows(client: PoolClient, records: readonly StoredRecord[], onConflict: string): Promise<void> {
-  // One JSON parameter instead of nine arrays: JSON.stringify is native,
-  // while the driver escapes array literals element by element in JS.
-  await client.query(
-    `INSERT INTO records (${RECORD_COLUMNS})
-     SELECT tenant, collection, id, version, fields, clocks, deleted, create_time, update_time
-       FROM json_to_recordset($1::json) AS x(tenant text, collection text, id text, version bigint, fields jsonb,
-            clocks json, deleted boolean, create_time timestamptz, update_time timestamptz)
-     ${onConflict}`,
-    [
-      JSON.stringify(
-        records.map((r) => ({
-          tenant: r.tenant,
-          collection: r.collection,
-          id: r.id,
-          version: r.version,
-          fields: r.fields,
-          clocks: clocksToJson(r.clocks),
-          deleted: r.deleted,
-          create_time: r.createTime,
-          update_time: r.updateTime,
-        })),
-      ),
-    ],
+/**
+ * Records as the JSON parameter deltamesh_apply_writes reads: one parameter
+ * instead of nine arrays, since JSON.stringify is native while the driver
+ * escapes array literals element by element in JS.
+ */
+function recordRowsJson(records: readonly StoredRecord[]): string {
+  return JSON.stringify(
+    records.map((r) => ({
+      tenant: r.tenant,
+      collection: r.collection,
+      id: r.id,
+      version: r.version,
+      fields: r.fields,
+      clocks: clocksToJson(r.clocks),
+      deleted: r.deleted,
+      create_time: r.createTime,
+      update_time: r.updateTime,
+    })),
   );
 }
 

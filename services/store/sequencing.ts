@@ -46,47 +46,55 @@ export interface ChangeRow {
   prior?: unknown;
 }
 
+/** Change rows as the one JSON parameter the log's INSERT reads (see migration 0007 for its shape). */
+export function changeRowsJson(rows: readonly ChangeRow[]): string {
+  // One JSON parameter: native JSON.stringify instead of the driver's
+  // per-element array escaping, the write path's biggest CPU cost.
+  return JSON.stringify(
+    rows.map((r) => ({
+      t: r.tenant,
+      c: r.collection,
+      r: r.recordId,
+      ov: r.oldVersion,
+      nv: r.newVersion,
+      d: r.delta,
+      cr: r.created,
+      de: r.deleted,
+      a: r.actor,
+      s: r.source,
+      dv: r.device,
+      m: r.clientMutationId,
+      im: r.image ?? null,
+      pr: r.prior ?? null,
+    })),
+  );
+}
+
+/** The sequencing lock's key for a mode (null: no lock). */
+export function sequencingLockKey(mode: SequencingMode): number | null {
+  return mode === "commit-lock" ? SEQUENCING_LOCK_KEY : null;
+}
+
 /**
  * Appends change rows inside the caller's open transaction and returns their
  * seqs in input order. Must be the transaction's last write before COMMIT, so
- * the sequencing lock is held as briefly as possible.
+ * the sequencing lock is held as briefly as possible. (The write path appends
+ * with its other writes in one call of deltamesh_apply_writes, which takes the
+ * lock the same way; this is for tools and tests that append rows alone.)
  */
 export async function appendChanges(client: PoolClient, rows: readonly ChangeRow[], mode: SequencingMode): Promise<bigint[]> {
   if (rows.length === 0) return [];
-  if (mode === "commit-lock") await client.query("SELECT pg_advisory_xact_lock($1)", [SEQUENCING_LOCK_KEY]);
-  const res = await client.query<{ seq: string }>(
-    `INSERT INTO changes (tenant, collection, record_id, old_version, new_version, delta, created, deleted,
-                          actor, source, device, client_mutation_id, image, prior)
-     SELECT t, c, r, ov, nv, d, cr, de, a, s, dv, m, im, pr
-       FROM ROWS FROM (json_to_recordset($1::json) AS (t text, c text, r text, ov bigint, nv bigint, d json,
-                       cr boolean, de boolean, a text, s text, dv text, m text, im json, pr json))
-            WITH ORDINALITY AS u(t, c, r, ov, nv, d, cr, de, a, s, dv, m, im, pr, ord)
-      ORDER BY ord
-     RETURNING seq`,
-    [
-      // One JSON parameter: native JSON.stringify instead of the driver's
-      // per-element array escaping, the write path's biggest CPU cost.
-      JSON.stringify(
-        rows.map((r) => ({
-          t: r.tenant,
-          c: r.collection,
-          r: r.recordId,
-          ov: r.oldVersion,
-          nv: r.newVersion,
-          d: r.delta,
-          cr: r.created,
-          de: r.deleted,
-          a: r.actor,
-          s: r.source,
-          dv: r.device,
-          m: r.clientMutationId,
-          im: r.image ?? null,
-          pr: r.prior ?? null,
-        })),
-      ),
-    ],
-  );
-  // INSERT ... SELECT ... ORDER BY draws nextval in that order, so seqs ascend
-  // with the input; sort to be independent of RETURNING's row order.
-  return res.rows.map((r) => BigInt(r.seq)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const res = await client.query<{ seq: string }>("SELECT seq FROM deltamesh_apply_writes(NULL, NULL, NULL, NULL, $1::json, $2) AS seq", [
+    changeRowsJson(rows),
+    sequencingLockKey(mode),
+  ]);
+  return sortedSeqs(res.rows);
+}
+
+/**
+ * INSERT ... SELECT ... ORDER BY draws nextval in that order, so seqs ascend
+ * with the input; sorted to be independent of RETURNING's row order.
+ */
+export function sortedSeqs(rows: readonly { seq: string }[]): bigint[] {
+  return rows.map((r) => BigInt(r.seq)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
