@@ -401,8 +401,7 @@ function keysParam(keys: readonly RecordKey[]): string {
   return JSON.stringify(keys.map((k) => ({ tenant: k.tenant, collection: k.collection, id: k.id })));
 }
 
-const KEY_EDITS_PARAM = "json_to_recordset($1::json) AS k(tenant text, collection text, field text, value text, record_id text)";
-
+/** Key-table edits as the JSON deltamesh_apply_writes reads (migration 0007). */
 function keyEditsParam(keys: readonly KeyEdit[]): string {
   return JSON.stringify(
     keys.map((k) => ({ tenant: k.tenant, collection: k.collection, field: k.field, value: JSON.stringify(k.value), record_id: k.recordId })),
