@@ -32,7 +32,10 @@ export class CallContext implements HandlerContext {
     private readonly readRequestHeader: () => Headers,
   ) {}
 
-  readonly timeoutMs = (): number | undefined => (this.deadlineMs === undefined ? undefined : this.deadlineMs - Date.now());
+  /** A method, not a per-call arrow: the context is built for every call. */
+  timeoutMs(): number | undefined {
+    return this.deadlineMs === undefined ? undefined : this.deadlineMs - Date.now();
+  }
 
   get signal(): AbortSignal {
     if (this.controller) return this.controller.signal;
