@@ -29,44 +29,83 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { DEFAULT_CONFIG_PATH } from "../../services/config/file-source.js";
 import { unsignedToken } from "../support/tokens.js";
 import { tmpdir } from "node:os";
+import { treeCpuMs } from "./cpu.js";
 import path from "node:path";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+/** Latency: seconds of writes before measuring (JIT, connection windows, caches). */
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
 const GROUPS = 10;
 const SUBSCRIPTION = "/deltamesh.v1.ChangeService/Subscribe";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Reads protobuf varints from `buf` (bench clients parse only the few fields they need). */
+class WireReader {
+  i = 0;
+  constructor(readonly buf: Buffer) {}
+  varint(): number {
+    let v = 0;
+    let shift = 0;
+    for (;;) {
+      const b = this.buf[this.i++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+      shift += 7;
+    }
+  }
+  /** Visits each `events` entry (field 1) of a SubscribeResponse: its kind's field number and its bytes' range. */
+  events(visit: (kind: number, start: number, end: number) => void): void {
+    while (this.i < this.buf.length) {
+      this.varint(); // tag of `events` (field 1)
+      const len = this.varint();
+      const end = this.i + len;
+      // Inside ChangeEvent: skip the cursor (field 1), then the kind's field number.
+      let tag = this.varint();
+      if (tag >>> 3 === 1) {
+        const cursorLength = this.varint(); // read first: `i += varint()` would add to the old `i`
+        this.i += cursorLength;
+        tag = this.i < end ? this.varint() : 0;
+      }
+      const kindLength = this.i < end ? this.varint() : 0;
+      visit(tag >>> 3, this.i, this.i + kindLength);
+      this.i = end;
+    }
+  }
+}
 
 /** Counts the events of a SubscribeResponse from its wire bytes, without decoding them (cheap clients). */
 export function countEvents(buf: Buffer): { events: number; heartbeats: number } {
   let events = 0;
   let heartbeats = 0;
-  let i = 0;
-  const varint = () => {
-    let v = 0;
-    let shift = 0;
-    for (;;) {
-      const b = buf[i++]!;
-      v += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return v;
-      shift += 7;
-    }
-  };
-  while (i < buf.length) {
-    varint(); // tag of `events` (field 1)
-    const len = varint();
-    const end = i + len;
-    // Inside ChangeEvent: skip the cursor (field 1), then the kind's field number.
-    let tag = varint();
-    if (tag >>> 3 === 1) {
-      const cursorLength = varint(); // read first: `i += varint()` would add to the old `i`
-      i += cursorLength;
-      tag = i < end ? varint() : 0;
-    }
-    if (tag >>> 3 === 6) heartbeats++;
-    else events++;
-    i = end;
-  }
+  new WireReader(buf).events((kind) => (kind === 6 ? heartbeats++ : events++));
   return { events, heartbeats };
+}
+
+/** `id@version` of each upsert (ChangeEvent field 2: RecordUpsert id = 2, version = 3) in a SubscribeResponse. */
+export function upsertVersions(buf: Buffer): string[] {
+  const out: string[] = [];
+  const r = new WireReader(buf);
+  r.events((kind, start, end) => {
+    if (kind !== 2) return;
+    const u = new WireReader(buf);
+    u.i = start;
+    let id = "";
+    let version = 0;
+    while (u.i < end) {
+      const tag = u.varint();
+      const wire = tag & 7;
+      if (wire === 0) {
+        const v = u.varint();
+        if (tag >>> 3 === 3) version = v;
+      } else if (wire === 2) {
+        const len = u.varint();
+        if (tag >>> 3 === 2) id = buf.toString("utf8", u.i, u.i + len);
+        u.i += len;
+      } else throw new Error(`unexpected wire type ${wire} in RecordUpsert`);
+    }
+    out.push(`${id}@${version}`);
+  });
+  return out;
 }
 
 /** A raw Subscribe call; without a token the (development-auth) node treats the caller as its administrator. */
@@ -114,30 +153,91 @@ function writeRequest(ids: string[], dept: (id: string) => string, round: number
   });
 }
 
+/** The cheap reader must agree with a full decode (checked on the first messages of a run). */
+function checkUpserts(bytes: Buffer, keys: string[]): void {
+  const decoded = fromBinary(SubscribeResponseSchema, bytes).events.flatMap((e) => (e.kind.case === "upsert" ? [`${e.kind.value.id}@${e.kind.value.version}`] : []));
+  if (decoded.join() !== keys.join()) throw new Error(`upsertVersions read ${keys.join()} where the message holds ${decoded.join()}`);
+}
+
 const ms = (v: number) => `${v.toFixed(1)} ms`;
+
+/**
+ * Matches writes' acknowledgements with their deliveries: latency is
+ * received minus acknowledged (a delivery that beats its ack counts as 0).
+ * Writes sent during the warm-up are delivered but not measured.
+ */
+class DeliveryClock {
+  readonly latencies: number[] = [];
+  /** Deliveries that arrived before their write's acknowledgement. */
+  before = 0;
+  /** Acknowledgement time by write key; null: a warm-up write. */
+  private readonly acks = new Map<string, number | null>();
+  private readonly early = new Map<string, number[]>();
+
+  acked(key: string, measured: boolean): void {
+    const at = performance.now();
+    this.acks.set(key, measured ? at : null);
+    const early = this.early.get(key);
+    if (!early) return;
+    this.early.delete(key);
+    if (!measured) return;
+    this.before += early.length;
+    for (const t of early) this.latencies.push(Math.min(0, t - at));
+  }
+
+  delivered(key: string, at: number): void {
+    const ack = this.acks.get(key);
+    if (ack === undefined) this.early.set(key, [...(this.early.get(key) ?? []), at]);
+    else if (ack !== null) this.latencies.push(at - ack);
+  }
+
+  percentile(p: number): number {
+    return percentile(
+      this.latencies.map((l) => Math.max(0, l)),
+      p,
+    );
+  }
+}
+
+/** Calls `send` `rate` times a second: a warm-up (not measured), then `seconds` measured; resolves once every send settled. */
+async function paced(
+  rate: number,
+  seconds: number,
+  send: (n: number, measured: boolean) => Promise<void>,
+  onMeasuring: () => void = () => undefined,
+): Promise<{ sent: number; seconds: number }> {
+  let n = 0;
+  const inflight: Promise<void>[] = [];
+  const run = async (secs: number, measured: boolean) => {
+    const start = performance.now();
+    let sent = 0;
+    while (performance.now() - start < secs * 1000) {
+      const due = Math.floor(((performance.now() - start) / 1000) * rate);
+      for (; sent < due; sent++) inflight.push(send(n++, measured));
+      await sleep(2);
+    }
+    return { sent, seconds: (performance.now() - start) / 1000 };
+  };
+  await run(WARMUP_SECONDS, false);
+  onMeasuring();
+  const measured = await run(seconds, true);
+  await Promise.all(inflight);
+  return measured;
+}
 
 async function latency(ctx: BenchContext, server: BenchServer): Promise<{ p99: number; etcdP99: number }> {
   const SUBS = 200;
   const RATE = 500;
   const RECORDS = 2000;
   const dept = (id: string) => `group-${Number(id.slice(4)) % GROUPS}`;
+  const pick = () => ids[Math.floor(Math.random() * RECORDS)]!;
   const recs = server.recordClient();
   // Create the records first, so the measured writes are updates of known versions.
   const ids = Array.from({ length: RECORDS }, (_, i) => `lat-${i}`);
   for (let i = 0; i < RECORDS; i += 500) await recs.writeRecords(writeRequest(ids.slice(i, i + 500), dept, 0));
 
-  const acks = new Map<string, number>();
-  const early = new Map<string, number[]>();
-  const latencies: number[] = [];
-  let before = 0;
-  const received = (key: string, at: number) => {
-    const ack = acks.get(key);
-    if (ack === undefined) {
-      early.set(key, [...(early.get(key) ?? []), at]);
-      return;
-    }
-    latencies.push(at - ack);
-  };
+  const clock = new DeliveryClock();
+  let checked = 0;
   const pool = channels(server.grpcAddress, 4);
   const calls = Array.from({ length: SUBS }, (_, s) =>
     rawSubscribe(
@@ -148,56 +248,43 @@ async function latency(ctx: BenchContext, server: BenchServer): Promise<{ p99: n
       }),
       (bytes) => {
         const at = performance.now();
-        for (const e of fromBinary(SubscribeResponseSchema, bytes).events) {
-          if (e.kind.case === "upsert") received(`${e.kind.value.id}@${e.kind.value.version}`, at);
-        }
+        const keys = upsertVersions(bytes);
+        if (checked++ < 100) checkUpserts(bytes, keys);
+        for (const key of keys) clock.delivered(key, at);
       },
     ),
   );
   await sleep(2000); // all streams open and live
-  let sent = 0;
   let failed = 0;
-  const start = performance.now();
-  const inflight: Promise<void>[] = [];
-  while (performance.now() - start < SECONDS * 1000) {
-    const due = Math.floor(((performance.now() - start) / 1000) * RATE);
-    for (; sent < due; sent++) {
-      const id = ids[Math.floor(Math.random() * RECORDS)]!;
-      inflight.push(
-        recs.writeRecords(writeRequest([id], dept, sent)).then(
-          (res) => {
-            const r = res.results[0]!;
-            const key = `${id}@${r.version}`;
-            const at = performance.now();
-            acks.set(key, at);
-            for (const t of early.get(key) ?? []) {
-              before++;
-              latencies.push(Math.min(0, t - at));
-            }
-            early.delete(key);
-          },
-          () => void failed++,
-        ),
+  const cpuAt = () => ({ client: process.cpuUsage(), server: treeCpuMs(server.server.pid), pg: treeCpuMs(server.postgresPid), loop: performance.eventLoopUtilization() });
+  let cpuBefore = cpuAt();
+  const writes = await paced(
+    RATE,
+    SECONDS,
+    (n, measured) => {
+      const id = pick();
+      return recs.writeRecords(writeRequest([id], dept, n)).then(
+        (res) => clock.acked(`${id}@${res.results[0]!.version}`, measured),
+        () => void failed++,
       );
-    }
-    await sleep(2);
-  }
-  await Promise.all(inflight);
-  const writeSeconds = (performance.now() - start) / 1000;
+    },
+    () => (cpuBefore = cpuAt()),
+  );
   await sleep(1000);
+  // Where the machine's two cores went while measuring (client: this process).
+  const busy = performance.eventLoopUtilization(cpuBefore.loop).utilization;
+  const clientCpu = process.cpuUsage(cpuBefore.client);
+  const cores = (ms: number) => (ms / 1000 / (writes.seconds + 1)).toFixed(2);
+  const where = `CPU cores: client ${cores((clientCpu.user + clientCpu.system) / 1000)} (main thread ${(busy * 100).toFixed(0)} % busy), server ${cores(treeCpuMs(server.server.pid) - cpuBefore.server)}, PostgreSQL ${cores(treeCpuMs(server.postgresPid) - cpuBefore.pg)}`;
   for (const c of calls) c.cancel();
   for (const c of pool) c.close();
-  const clamp = latencies.map((l) => Math.max(0, l));
-  const p50 = percentile(clamp, 50);
-  const p99 = percentile(clamp, 99);
+  const p99 = clock.percentile(99);
 
   // etcd, same shape.
   const dir = await mkdtemp(path.join(tmpdir(), "deltamesh-bench-etcd-"));
   const etcd = await startEtcd({ dataDir: path.join(dir, "etcd") });
   const client = new Etcd3({ hosts: etcd.endpoint });
-  const eAcks = new Map<string, number>();
-  const eEarly = new Map<string, number[]>();
-  const eLat: number[] = [];
+  const eClock = new DeliveryClock();
   const watchers = await Promise.all(
     Array.from({ length: SUBS }, (_, s) =>
       client
@@ -205,53 +292,30 @@ async function latency(ctx: BenchContext, server: BenchServer): Promise<{ p99: n
         .prefix(`/bench/group-${s % GROUPS}/`)
         .create()
         .then((w) => {
-          w.on("put", (kv) => {
-            const at = performance.now();
-            const key = kv.value.toString();
-            const ack = eAcks.get(key);
-            if (ack === undefined) eEarly.set(key, [...(eEarly.get(key) ?? []), at]);
-            else eLat.push(at - ack);
-          });
+          w.on("put", (kv) => eClock.delivered(kv.value.toString(), performance.now()));
           return w;
         }),
     ),
   );
   await sleep(1000);
-  let eSent = 0;
-  const eStart = performance.now();
-  const eInflight: Promise<void>[] = [];
-  while (performance.now() - eStart < SECONDS * 1000) {
-    const due = Math.floor(((performance.now() - eStart) / 1000) * RATE);
-    for (; eSent < due; eSent++) {
-      const n = eSent;
-      const id = ids[Math.floor(Math.random() * RECORDS)]!;
-      eInflight.push(
-        client
-          .put(`/bench/${dept(id)}/${id}`)
-          .value(`${n}`)
-          .then(() => {
-            const at = performance.now();
-            eAcks.set(`${n}`, at);
-            for (const t of eEarly.get(`${n}`) ?? []) eLat.push(Math.min(0, t - at));
-            eEarly.delete(`${n}`);
-          }),
-      );
-    }
-    await sleep(2);
-  }
-  await Promise.all(eInflight);
-  const eSeconds = (performance.now() - eStart) / 1000;
+  const puts = await paced(RATE, SECONDS, (n, measured) => {
+    const id = pick();
+    return client
+      .put(`/bench/${dept(id)}/${id}`)
+      .value(`${n}`)
+      .then(() => eClock.acked(`${n}`, measured));
+  });
   await sleep(1000);
   await Promise.all(watchers.map((w) => w.cancel()));
   client.close();
   await etcd.stop();
   await rm(dir, { recursive: true, force: true });
-  const eClamp = eLat.map((l) => Math.max(0, l));
-  const etcdP99 = percentile(eClamp, 99);
+  const etcdP99 = eClock.percentile(99);
 
-  ctx.print(`(1) latency, ${SUBS} subscribers filtered to one of ${GROUPS} groups, target ${RATE} writes/s for ${SECONDS} s`);
-  ctx.print(`    deltamesh: ${formatRate(sent / writeSeconds)} writes/s (${failed} failed), ${latencies.length} deliveries (${before} before the write's ack)   p50 ${ms(p50)}   p99 ${ms(p99)}`);
-  ctx.print(`    etcd:      ${formatRate(eSent / eSeconds)} puts/s, ${eLat.length} deliveries   p50 ${ms(percentile(eClamp, 50))}   p99 ${ms(etcdP99)}`);
+  ctx.print(`(1) latency, ${SUBS} subscribers filtered to one of ${GROUPS} groups, ${RATE} writes/s: ${WARMUP_SECONDS} s warm-up, then ${SECONDS} s measured`);
+  ctx.print(`    deltamesh: ${formatRate(writes.sent / writes.seconds)} writes/s (${failed} failed), ${clock.latencies.length} deliveries (${clock.before} before the write's ack)   p50 ${ms(clock.percentile(50))}   p99 ${ms(p99)}`);
+  ctx.print(`    ${where}`);
+  ctx.print(`    etcd:      ${formatRate(puts.sent / puts.seconds)} puts/s, ${eClock.latencies.length} deliveries   p50 ${ms(eClock.percentile(50))}   p99 ${ms(etcdP99)}`);
   ctx.print(`    p99 deltamesh/etcd = ${(p99 / etcdP99).toFixed(2)}   (goal: p99 <= 50 ms and below etcd's)`);
   return { p99, etcdP99 };
 }
