@@ -159,12 +159,18 @@ export class WritePipeline {
   /** `committing` is called once the batch has merged and starts writing: the next batch may form. */
   private async applyBatch(tx: WriteTx, requests: WriteRequest[], committing: () => void): Promise<RequestOutcome[]> {
     const schemas = this.schemas();
-    // 1. Everything the batch needs to read, in two round trips.
+    // 1. Everything the batch reads, and the locks on its records, in one round trip.
     const lookups: IdentityLookup[] = [];
     const idempotencyIds: { tenant: string; clientMutationId: string }[] = [];
+    const lockIds: RecordKey[] = [];
+    const lockHolders: IdentityLookup[] = [];
     for (const { tenant, mutations } of requests) {
       for (const m of mutations) {
-        if ("identity" in m.target) lookups.push({ tenant, collection: m.collection, ...m.target.identity });
+        if ("identity" in m.target) {
+          const target = { tenant, collection: m.collection, ...m.target.identity };
+          lookups.push(target);
+          lockHolders.push(target);
+        } else lockIds.push({ tenant, collection: m.collection, id: m.target.id });
         const schema = schemas.collections.get(m.collection);
         for (const field of schema?.identityFields ?? []) {
           const value = m.set[field];
@@ -173,7 +179,7 @@ export class WritePipeline {
         if (m.clientMutationId) idempotencyIds.push({ tenant, clientMutationId: m.clientMutationId });
       }
     }
-    const [holders, applied] = await Promise.all([tx.resolveIdentities(lookups), tx.findApplied(idempotencyIds)]);
+    const { holders, applied, locked } = await tx.read({ lookups, clientMutationIds: idempotencyIds, lockIds, lockHolders });
 
     // 2. Which record each mutation targets; a new identity gets one new id per batch.
     const newIds = new Map<string, string>();
@@ -186,21 +192,22 @@ export class WritePipeline {
         return id;
       }),
     );
-    const keys = new Map<string, RecordKey>();
     // Open tickets matter only to edits of manual_review fields and to resolutions.
     const ticketKeys = new Map<string, RecordKey>();
     requests.forEach(({ tenant, mutations }, r) =>
       mutations.forEach((m, i) => {
+        if (!m.resolvesTicket && !touchesReviewedField(schemas.collections.get(m.collection), m)) return;
         const key = { tenant, collection: m.collection, id: targetIds[r]![i]! };
-        const ks = recordKeyString(key);
-        keys.set(ks, key);
-        if (m.resolvesTicket || touchesReviewedField(schemas.collections.get(m.collection), m)) ticketKeys.set(ks, key);
+        ticketKeys.set(recordKeyString(key), key);
       }),
     );
-    const locked = await tx.lockRecords([...keys.values()]);
     const tickets = ticketKeys.size > 0 ? await tx.loadOpenTickets([...ticketKeys.values()]) : new Map<string, Map<string, OpenTicket>>();
 
-    // 3. Keys resolved before the lock must still hold now that rows are locked.
+    // 3. Holders read a moment before the lock must be what it locked, and still hold their values.
+    for (const h of lockHolders) {
+      const holder = holders.get(identityKeyString(h));
+      if (holder !== undefined && !locked.has(recordKeyString({ tenant: h.tenant, collection: h.collection, id: holder }))) throw new StaleIdentityError();
+    }
     for (const l of lookups) {
       const holder = holders.get(identityKeyString(l));
       if (holder === undefined) continue;
@@ -212,7 +219,7 @@ export class WritePipeline {
     const state = new BatchState(locked, holders, tickets, schemas);
     const outcomes = requests.map((req, r) => this.applyRequest(req, targetIds[r]!, state, applied));
 
-    // 5. One write of everything, then cursors.
+    // 5. One write of everything (with COMMIT), then cursors.
     committing();
     const seqs = await tx.apply(state.effects());
     for (const [result, changeIndex] of state.resultChanges) {

@@ -11,7 +11,7 @@ import { changeRowsJson, sequencingLockKey, sortedSeqs, type ChangeRow, type Seq
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
-import { inTransaction } from "./transaction.js";
+import { withTransaction, type Statement, type Transaction } from "./transaction.js";
 import { clockFromJson, clockToJson, clocksFromJson, clocksToJson, deltaClocksFromJson, type ClockJson, type DeltaClocksJson } from "./clock-json.js";
 import {
   closeTickets,
@@ -109,18 +109,44 @@ export interface WriteEffects {
   ticketCloses: TicketClose[];
 }
 
+/** What a batch reads, and the records it locks, before it merges. */
+export interface BatchReadRequest {
+  /** Identity values whose holders the batch needs to know. */
+  lookups: readonly IdentityLookup[];
+  /** client_mutation_ids whose earlier results the batch needs. */
+  clientMutationIds: readonly { tenant: string; clientMutationId: string }[];
+  /** Records to lock: these ids, and the holders of these identity values (as the lock finds them). */
+  lockIds: readonly RecordKey[];
+  lockHolders: readonly IdentityLookup[];
+}
+
+export interface BatchReads {
+  /** Holder record ids of identity values, keyed by `identityKeyString`. */
+  holders: Map<string, string>;
+  /** Earlier results by client_mutation_id, keyed by `${tenant}\0${id}`. */
+  applied: Map<string, MutationResult>;
+  /** The locked records that exist, by `recordKeyString`. */
+  locked: Map<string, StoredRecord>;
+}
+
 /** The steps of one group-commit transaction. */
 export interface WriteTx {
-  /** Holder record ids of identity values, keyed by `identityKeyString`. */
-  resolveIdentities(lookups: readonly IdentityLookup[]): Promise<Map<string, string>>;
-  /** Earlier results by client_mutation_id, keyed by `${tenant}\0${id}`. */
-  findApplied(ids: readonly { tenant: string; clientMutationId: string }[]): Promise<Map<string, MutationResult>>;
-  /** Locks the records that exist (in a global order, so batches never deadlock) and returns them by `recordKeyString`. */
-  lockRecords(keys: readonly RecordKey[]): Promise<Map<string, StoredRecord>>;
+  /**
+   * Reads the batch's identity holders and earlier results, and locks its
+   * records (in one global order, so batches never deadlock), in one round
+   * trip with BEGIN. The lock resolves identity values itself, an instant
+   * after the holder read: a holder that changed in between is missing from
+   * `locked` or no longer holds the value (the caller retries).
+   */
+  read(req: BatchReadRequest): Promise<BatchReads>;
   /** Open review tickets of the records, by `recordKeyString` then field. */
   loadOpenTickets(keys: readonly RecordKey[]): Promise<Map<string, Map<string, OpenTicket>>>;
-  /** Writes everything; fills `cursor` of applied results; returns the change seqs. */
-  apply(effects: WriteEffects): Promise<bigint[]>;
+  /**
+   * Writes everything and commits, in the same round trip unless `commit` is
+   * false (the transaction then stays open; tests pause there, holding the
+   * sequencing lock). Fills `cursor` of applied results; returns the change seqs.
+   */
+  apply(effects: WriteEffects, opts?: { commit?: boolean }): Promise<bigint[]>;
 }
 
 export function recordKeyString(k: RecordKey): string {
@@ -234,7 +260,10 @@ export class RecordStore {
   }
 
   async resolveIdentities(lookups: readonly IdentityLookup[]): Promise<Map<string, string>> {
-    return resolveIdentities(this.pool, lookups);
+    if (lookups.length === 0) return new Map();
+    const { text, values } = identityStatement(lookups);
+    const res = await this.query<IdentityRow>(text, [...values]);
+    return holdersOf(res.rows);
   }
 
   async list(q: ListQuery): Promise<StoredRecord[]> {
@@ -278,42 +307,31 @@ export class RecordStore {
 
   /** Runs `work` in one transaction; the whole batch commits or none of it does. */
   async writeTransaction<T>(work: (tx: WriteTx) => Promise<T>): Promise<T> {
-    return inTransaction(this.pool, (client) => work(this.writeTx(client)));
+    return withTransaction(this.pool, (tx) => work(this.writeTx(tx)));
   }
 
-  private writeTx(client: PoolClient): WriteTx {
+  private writeTx(tx: Transaction): WriteTx {
     return {
-      resolveIdentities: (lookups) => resolveIdentities(client, lookups),
-      findApplied: async (ids) => {
-        if (ids.length === 0) return new Map();
-        const res = await client.query<{ tenant: string; client_mutation_id: string; result: ResultJson }>(
-          `SELECT a.* FROM json_to_recordset($1::json) AS k(tenant text, cmid text) CROSS JOIN LATERAL
-             (SELECT tenant, client_mutation_id, result FROM applied_mutations
-               WHERE tenant = k.tenant AND client_mutation_id = k.cmid) a`,
-          [JSON.stringify(ids.map((i) => ({ tenant: i.tenant, cmid: i.clientMutationId })))],
-        );
-        return new Map(res.rows.map((r) => [`${r.tenant}\u0000${r.client_mutation_id}`, fromResultJson(r.result)]));
+      read: async (req) => {
+        const { lookups, clientMutationIds: ids, lockIds, lockHolders } = req;
+        const locking = lockIds.length > 0 || lockHolders.length > 0;
+        const statements = [
+          ...(lookups.length > 0 ? [identityStatement(lookups)] : []),
+          ...(ids.length > 0 ? [appliedStatement(ids)] : []),
+          ...(locking ? [lockStatement(lockIds, lockHolders)] : []),
+        ];
+        const results = statements.length > 0 ? await tx.run(statements) : [];
+        const holders = lookups.length > 0 ? holdersOf(results.shift()!.rows as IdentityRow[]) : new Map<string, string>();
+        const applied = ids.length > 0 ? appliedOf(results.shift()!.rows as AppliedRow[]) : new Map<string, MutationResult>();
+        const locked = new Map(locking ? (results.shift()!.rows as RecordRow[]).map((r) => [recordKeyString(r), toRecord(r)]) : []);
+        return { holders, applied, locked };
       },
-      lockRecords: async (keys) => {
-        if (keys.length === 0) return new Map();
-        // Locked one by one in the keys' sorted order (the same global order in
-        // every batch, so two batches never deadlock); the LATERAL form makes
-        // PostgreSQL use the primary key for each key instead of scanning.
-        const sorted = [...keys].sort((a, b) => compareStrings(recordKeyString(a), recordKeyString(b)));
-        const res = await client.query<RecordRow>(
-          `SELECT r.* FROM ${KEYS_PARAM} CROSS JOIN LATERAL
-             (SELECT ${RECORD_COLUMNS} FROM records
-               WHERE tenant = k.tenant AND collection = k.collection AND id = k.id FOR UPDATE) r`,
-          [keysParam(sorted)],
-        );
-        return new Map(res.rows.map((r) => [recordKeyString(r), toRecord(r)]));
-      },
-      loadOpenTickets: (keys) => loadOpenTickets(client, keys),
-      apply: (effects) => this.applyEffects(client, effects),
+      loadOpenTickets: async (keys) => loadOpenTickets(await tx.connection(), keys),
+      apply: (effects, opts) => this.applyEffects(tx, effects, opts?.commit ?? true),
     };
   }
 
-  private async applyEffects(client: PoolClient, e: WriteEffects): Promise<bigint[]> {
+  private async applyEffects(tx: Transaction, e: WriteEffects, commit: boolean): Promise<bigint[]> {
     // A record this batch created must not exist yet: if a concurrent
     // transaction created it first, the plain INSERT fails with a unique
     // violation and the batch is retried, now merging with that record
@@ -321,32 +339,37 @@ export class RecordStore {
     const created = new Set(e.changes.filter((c) => c.created).map((c) => recordKeyString({ ...c, id: c.recordId })));
     const fresh = e.records.filter((r) => created.has(recordKeyString(r)));
     const existing = e.records.filter((r) => !created.has(recordKeyString(r)));
-    if (e.tickets.length > 0) await writeTickets(client, e.tickets);
-    if (e.ticketCloses.length > 0) await closeTickets(client, e.ticketCloses);
-    // Records, keys and change rows in one round trip (migration 0007); the
+    if (e.tickets.length > 0) await writeTickets(await tx.connection(), e.tickets);
+    if (e.ticketCloses.length > 0) await closeTickets(await tx.connection(), e.ticketCloses);
+    // Records, keys and change rows in one statement (migration 0007); the
     // change rows go last, under the sequencing lock.
-    const res = await client.query<{ seq: string }>("SELECT seq FROM deltamesh_apply_writes($1::json, $2::json, $3::json, $4::json, $5::json, $6) AS seq", [
-      fresh.length > 0 ? recordRowsJson(fresh) : null,
-      existing.length > 0 ? recordRowsJson(existing) : null,
-      e.keyRemovals.length > 0 ? keyEditsParam(e.keyRemovals) : null,
-      e.keyInserts.length > 0 ? keyEditsParam(e.keyInserts) : null,
-      e.changes.length > 0 ? changeRowsJson(e.changes.map(toChangeRow)) : null,
-      sequencingLockKey(this.sequencing),
-    ]);
-    const seqs = sortedSeqs(res.rows);
+    const write: Statement = {
+      text: "SELECT seq FROM deltamesh_apply_writes($1::json, $2::json, $3::json, $4::json, $5::json, $6) AS seq",
+      values: [
+        fresh.length > 0 ? recordRowsJson(fresh) : null,
+        existing.length > 0 ? recordRowsJson(existing) : null,
+        e.keyRemovals.length > 0 ? keyEditsParam(e.keyRemovals) : null,
+        e.keyInserts.length > 0 ? keyEditsParam(e.keyInserts) : null,
+        e.changes.length > 0 ? changeRowsJson(e.changes.map(toChangeRow)) : null,
+        sequencingLockKey(this.sequencing),
+      ],
+    };
+    // Without idempotency rows, the write and COMMIT share one round trip.
+    const [res] = e.applied.length === 0 && commit ? await tx.commit([write]) : await tx.run([write]);
+    const seqs = sortedSeqs(res!.rows as { seq: string }[]);
+    if (e.applied.length === 0) return seqs;
     // Idempotency rows need the cursors, which exist only once the change
     // rows are sequenced: they go in after them, still under the lock.
-    if (e.applied.length > 0) {
-      for (const a of e.applied) {
-        const seq = a.changeIndex === null ? undefined : seqs[a.changeIndex];
-        if (seq !== undefined) a.result.cursor = this.cursorOf(seq);
-      }
-      await client.query(
-        `INSERT INTO applied_mutations (tenant, client_mutation_id, result)
-         SELECT tenant, cmid, result FROM json_to_recordset($1::json) AS x(tenant text, cmid text, result json)`,
-        [JSON.stringify(e.applied.map((a) => ({ tenant: a.tenant, cmid: a.clientMutationId, result: toResultJson(a.result) })))],
-      );
+    for (const a of e.applied) {
+      const seq = a.changeIndex === null ? undefined : seqs[a.changeIndex];
+      if (seq !== undefined) a.result.cursor = this.cursorOf(seq);
     }
+    const insert: Statement = {
+      text: `INSERT INTO applied_mutations (tenant, client_mutation_id, result)
+             SELECT tenant, cmid, result FROM json_to_recordset($1::json) AS x(tenant text, cmid text, result json)`,
+      values: [JSON.stringify(e.applied.map((a) => ({ tenant: a.tenant, cmid: a.clientMutationId, result: toResultJson(a.result) })))],
+    };
+    await (commit ? tx.commit([insert]) : tx.run([insert]));
     return seqs;
   }
 
@@ -376,22 +399,74 @@ export const IDENTITY_LOOKUP_SQL = `
            WHERE rk.tenant = k.tenant AND rk.collection = k.collection AND rk.field = k.field AND rk.value = k.value) AS record_id
     FROM json_to_recordset($1::json) AS k(tenant text, collection text, field text, value text)`;
 
-async function resolveIdentities(
-  db: Pool | PoolClient,
-  lookups: readonly IdentityLookup[],
-): Promise<Map<string, string>> {
-  if (lookups.length === 0) return new Map();
-  const res = await db.query<{ tenant: string; collection: string; field: string; value: string; record_id: string | null }>(
-    IDENTITY_LOOKUP_SQL,
-    [
-      JSON.stringify(
-        lookups.map((l) => ({ tenant: l.tenant, collection: l.collection, field: l.field, value: JSON.stringify(l.value) })),
-      ),
-    ],
-  );
+interface IdentityRow {
+  tenant: string;
+  collection: string;
+  field: string;
+  value: string;
+  record_id: string | null;
+}
+
+function identityStatement(lookups: readonly IdentityLookup[]): Statement {
+  return { text: IDENTITY_LOOKUP_SQL, values: [lookupsParam(lookups)] };
+}
+
+/** Identity values as the JSON IDENTITY_LOOKUP_SQL and LOCK_RECORDS_SQL read (values as their JSON text, as record_keys stores them). */
+function lookupsParam(lookups: readonly IdentityLookup[]): string {
+  return JSON.stringify(lookups.map((l) => ({ tenant: l.tenant, collection: l.collection, field: l.field, value: JSON.stringify(l.value) })));
+}
+
+function holdersOf(rows: readonly IdentityRow[]): Map<string, string> {
   const holders = new Map<string, string>();
-  for (const r of res.rows) if (r.record_id !== null) holders.set(`${r.tenant}\u0000${r.collection}\u0000${r.field}\u0000${r.value}`, r.record_id);
+  for (const r of rows) if (r.record_id !== null) holders.set(`${r.tenant}\u0000${r.collection}\u0000${r.field}\u0000${r.value}`, r.record_id);
   return holders;
+}
+
+interface AppliedRow {
+  tenant: string;
+  client_mutation_id: string;
+  result: ResultJson;
+}
+
+function appliedStatement(ids: readonly { tenant: string; clientMutationId: string }[]): Statement {
+  return {
+    text: `SELECT a.* FROM json_to_recordset($1::json) AS k(tenant text, cmid text) CROSS JOIN LATERAL
+             (SELECT tenant, client_mutation_id, result FROM applied_mutations
+               WHERE tenant = k.tenant AND client_mutation_id = k.cmid) a`,
+    values: [JSON.stringify(ids.map((i) => ({ tenant: i.tenant, cmid: i.clientMutationId })))],
+  };
+}
+
+function appliedOf(rows: readonly AppliedRow[]): Map<string, MutationResult> {
+  return new Map(rows.map((r) => [`${r.tenant}\u0000${r.client_mutation_id}`, fromResultJson(r.result)]));
+}
+
+/**
+ * Locks records by id ($1) and by identity value ($2: whoever holds it now),
+ * one at a time in one global order (every batch locks through here, so two
+ * batches never wait for each other in a cycle). Each key is a primary-key
+ * probe: holders through a correlated subquery as in IDENTITY_LOOKUP_SQL,
+ * records through a LATERAL subquery, which FOR UPDATE keeps from being
+ * flattened into a join.
+ */
+export const LOCK_RECORDS_SQL = `
+  SELECT r.* FROM (
+      SELECT * FROM (
+          SELECT k.tenant, k.collection, k.id FROM json_to_recordset($1::json) AS k(tenant text, collection text, id text)
+          UNION
+          SELECT h.tenant, h.collection,
+                 (SELECT rk.record_id FROM record_keys rk
+                   WHERE rk.tenant = h.tenant AND rk.collection = h.collection AND rk.field = h.field AND rk.value = h.value)
+            FROM json_to_recordset($2::json) AS h(tenant text, collection text, field text, value text)
+        ) u
+       ORDER BY tenant COLLATE "C", collection COLLATE "C", id COLLATE "C"
+    ) k
+    CROSS JOIN LATERAL
+      (SELECT ${RECORD_COLUMNS} FROM records
+        WHERE tenant = k.tenant AND collection = k.collection AND id = k.id FOR UPDATE) r`;
+
+function lockStatement(ids: readonly RecordKey[], holders: readonly IdentityLookup[]): Statement {
+  return { text: LOCK_RECORDS_SQL, values: [keysParam(ids), lookupsParam(holders)] };
 }
 
 /** A list of record keys as one JSON parameter, read back by `KEYS_PARAM`. */
@@ -406,10 +481,6 @@ function keyEditsParam(keys: readonly KeyEdit[]): string {
   return JSON.stringify(
     keys.map((k) => ({ tenant: k.tenant, collection: k.collection, field: k.field, value: JSON.stringify(k.value), record_id: k.recordId })),
   );
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** A ListQuery's page (also read inside change-stream snapshots, ./change-reader.ts). */

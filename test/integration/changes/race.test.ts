@@ -88,17 +88,22 @@ async function slowWriter(until: number): Promise<number> {
   const schemas = (await readConfigFile(DEFAULT_CONFIG_PATH)).schemas;
   const inner = slowStore.writeTransaction.bind(slowStore);
   slowStore.writeTransaction = <T,>(work: (tx: WriteTx) => Promise<T>) =>
-    inner(async (tx) => {
-      await sleep(Math.random() * 80);
-      return work({
+    inner((tx) =>
+      work({
         ...tx,
+        read: async (req) => {
+          const reads = await tx.read(req);
+          await sleep(Math.random() * 80); // holding the batch's record locks
+          return reads;
+        },
         apply: async (e) => {
-          const seqs = await tx.apply(e);
+          // Left open so the pause holds the sequencing lock; writeTransaction commits after it.
+          const seqs = await tx.apply(e, { commit: false });
           if (Math.random() < 0.3) await sleep(Math.random() * 30);
           return seqs;
         },
-      });
-    });
+      }),
+    );
   const pipeline = new WritePipeline(slowStore, () => schemas);
   let n = 0;
   await Promise.all(

@@ -7,7 +7,7 @@
 // taken on an empty table and 30,000 keys were added.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IDENTITY_LOOKUP_SQL, RecordStore } from "../../../services/store/record-store.js";
+import { IDENTITY_LOOKUP_SQL, LOCK_RECORDS_SQL, RecordStore } from "../../../services/store/record-store.js";
 import { testDatabaseUrl } from "../../support/env.js";
 
 const KEYS = 15_000;
@@ -58,5 +58,20 @@ describe("identity lookups", () => {
     // And the lookup finds exactly the keys that exist.
     const found = await db.query<{ value: string; record_id: string | null }>(IDENTITY_LOOKUP_SQL, [param]);
     expect(found.rows.filter((r) => r.record_id !== null).length).toBe(750);
+  });
+
+  it("lock records by primary-key probes, by id and by identity value alike", async () => {
+    const ids = Array.from({ length: 500 }, (_, i) => ({ tenant: "default", collection: "customers", id: `r${i * 7 + 1}` }));
+    const holders = Array.from({ length: 500 }, (_, i) => ({
+      tenant: "default",
+      collection: "customers",
+      field: "erp_id",
+      value: JSON.stringify(`ERP${String(i * 13 + 1).padStart(8, "0")}`),
+    }));
+    const res = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${LOCK_RECORDS_SQL}`, [JSON.stringify(ids), JSON.stringify(holders)]);
+    const plan = nodes(res.rows[0]!["QUERY PLAN"][0].Plan);
+    const access = (table: string) => plan.filter((n) => n["Relation Name"] === table).map((n) => `${n["Node Type"]} ${n["Index Name"] ?? ""}`.trim());
+    expect(access("record_keys")).toEqual(["Index Scan record_keys_pkey"]);
+    expect(access("records")).toEqual(["Index Scan records_pkey"]);
   });
 });
