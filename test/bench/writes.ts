@@ -136,6 +136,9 @@ interface ApiResult extends LoopResult {
   serverCpuUsPerMutation: number;
   /** PostgreSQL's CPU time (all backends) per acknowledged mutation. */
   postgresCpuUsPerMutation: number;
+  /** This (client) process's CPU time per acknowledged mutation, and how busy its main thread was. */
+  clientCpuUsPerMutation: number;
+  clientBusy: number;
 }
 
 async function rawPg(url: string, connections: number, rowsPerTx: number): Promise<LoopResult> {
@@ -177,14 +180,18 @@ export async function writesBench(ctx: BenchContext): Promise<void> {
   const postgresCpu = () => treeCpuMs(server.postgresPid) / 1000;
   const api = async (templates: MutationTemplate[], batch: number, callers: number, seconds = SECONDS): Promise<ApiResult> => {
     const requests = new RequestFactory(templates, batch);
-    const [cpuBefore, pgBefore] = [serverCpu(), postgresCpu()];
+    const [cpuBefore, pgBefore, clientBefore] = [serverCpu(), postgresCpu(), process.cpuUsage()];
+    const loopBefore = performance.eventLoopUtilization();
     const result = await closedLoop(callers, seconds, async () => {
       await rawCall(client, requests.build());
       return batch;
     });
     const mutations = result.unitsPerSecond * seconds;
+    const clientCpu = process.cpuUsage(clientBefore);
     return {
       ...result,
+      clientCpuUsPerMutation: (clientCpu.user + clientCpu.system) / mutations,
+      clientBusy: performance.eventLoopUtilization(loopBefore).utilization,
       serverCpuUsPerMutation: ((serverCpu() - cpuBefore) / mutations) * 1e6,
       postgresCpuUsPerMutation: ((postgresCpu() - pgBefore) / mutations) * 1e6,
     };
@@ -198,7 +205,7 @@ export async function writesBench(ctx: BenchContext): Promise<void> {
   // BENCH_ONLY=a,b,...: run only these workloads (profiling one of them).
   const only = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e").split(","));
   const skipped: LoopResult = { unitsPerSecond: NaN, latenciesMs: [] };
-  const skippedApi: ApiResult = { ...skipped, serverCpuUsPerMutation: NaN, postgresCpuUsPerMutation: NaN };
+  const skippedApi: ApiResult = { ...skipped, serverCpuUsPerMutation: NaN, postgresCpuUsPerMutation: NaN, clientCpuUsPerMutation: NaN, clientBusy: NaN };
   const a = only.has("a") ? await api(plainTemplates("a"), 1, 64) : skippedApi;
   const b = only.has("b") ? await api(plainTemplates("b"), 100, 8) : skippedApi;
   const e = only.has("e") ? await api(mixedTemplates("e"), 100, 8) : skippedApi;
@@ -210,7 +217,7 @@ export async function writesBench(ctx: BenchContext): Promise<void> {
   const row = (name: string, r: LoopResult | ApiResult) =>
     `${name.padEnd(52)} ${formatRate(r.unitsPerSecond).padStart(9)}/s   p50 ${percentile(r.latenciesMs, 50).toFixed(1).padStart(6)} ms   p99 ${percentile(r.latenciesMs, 99).toFixed(1).padStart(6)} ms` +
     ("serverCpuUsPerMutation" in r
-      ? `   CPU per mutation: server ${r.serverCpuUsPerMutation.toFixed(0)} µs, PostgreSQL ${r.postgresCpuUsPerMutation.toFixed(0)} µs`
+      ? `   CPU per mutation: server ${r.serverCpuUsPerMutation.toFixed(0)} µs, PostgreSQL ${r.postgresCpuUsPerMutation.toFixed(0)} µs, client ${r.clientCpuUsPerMutation.toFixed(0)} µs (${(r.clientBusy * 100).toFixed(0)} % busy)`
       : "");
   ctx.print(row("(a) API, 1 mutation per RPC, 64 callers", a));
   ctx.print(row("(b) API, 100 mutations per RPC, 8 callers", b));
