@@ -208,6 +208,7 @@ export class ChangeStreams implements StreamStatsSource {
     else if (spec.start.kind === "now") position = (await this.reader.bounds()).tail;
     const sub = new Subscriber(spec.view, position, this.cursorOf(position), { maxEvents: s.maxBufferedEvents, maxBytes: s.maxBufferedBytes });
     const heartbeatMs = spec.heartbeatMs ?? s.heartbeatIntervalMs;
+    sub.watch(signal);
     this.open.add(sub);
     try {
       if (spec.start.kind === "snapshot") yield* this.snapshot(sub);
@@ -216,6 +217,7 @@ export class ChangeStreams implements StreamStatsSource {
       else yield this.heartbeat(sub);
       yield* this.follow(sub, heartbeatMs, signal);
     } finally {
+      sub.dispose();
       this.hub.detach(sub);
       this.open.delete(sub);
     }
@@ -304,7 +306,7 @@ export class ChangeStreams implements StreamStatsSource {
         if (Date.now() - sub.lastSentAtMs >= heartbeatMs) yield this.heartbeat(sub);
         continue;
       }
-      await sub.wait(heartbeatMs - (Date.now() - sub.lastSentAtMs), signal);
+      await sub.wait(sub.lastSentAtMs + heartbeatMs);
       if (sub.ending || signal.aborted || sub.pendingView) continue;
       const events = sub.take(maxBytes());
       if (events.length > 0) {

@@ -40,6 +40,12 @@ export class Subscriber {
   private head = 0;
   private bytes = 0;
   private waiter: (() => void) | null = null;
+  private aborted = false;
+  /** When the current wait ends at the latest (epoch ms). */
+  private deadlineMs = 0;
+  /** One timer for all waits, re-armed only when it fires before the deadline. */
+  private timer: NodeJS.Timeout | null = null;
+  private timerAtMs = 0;
 
   constructor(
     public view: SubscriberView,
@@ -114,23 +120,59 @@ export class Subscriber {
     return out;
   }
 
-  /** Resolves when events are queued, the subscriber is ended or woken, `signal` aborts, or after `timeoutMs`. */
-  wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
-    if (this.buffered > 0 || this.ending || this.pendingView || signal.aborted) return Promise.resolve();
+  /** Ends every wait, now and later, once `signal` aborts (one listener for the stream's life). */
+  watch(signal: AbortSignal): void {
+    const abort = () => {
+      this.aborted = true;
+      this.wake();
+    };
+    if (signal.aborted) abort();
+    else signal.addEventListener("abort", abort, { once: true });
+  }
+
+  /**
+   * Resolves when events are queued, the subscriber is ended or woken, the
+   * watched signal aborts, or at `deadlineMs` (epoch ms). A live stream waits
+   * once per delivery: a timer and an abort listener per wait cost more than
+   * the delivery, so the subscriber keeps one timer across waits.
+   */
+  wait(deadlineMs: number): Promise<void> {
+    if (this.buffered > 0 || this.ending || this.pendingView || this.aborted) return Promise.resolve();
+    this.deadlineMs = deadlineMs;
+    if (this.timer && this.timerAtMs > deadlineMs) this.clearTimer();
+    if (!this.timer) this.armTimer();
     return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        this.waiter = null;
-        resolve();
-      };
-      const timer = setTimeout(done, Math.max(0, timeoutMs));
-      signal.addEventListener("abort", done, { once: true });
-      this.waiter = done;
+      this.waiter = resolve;
     });
   }
 
+  /** Stops the timer (the stream is over). */
+  dispose(): void {
+    this.clearTimer();
+    this.wake();
+  }
+
+  private armTimer(): void {
+    this.timerAtMs = this.deadlineMs;
+    this.timer = setTimeout(this.onTimer, Math.max(0, this.deadlineMs - Date.now()));
+    this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    if (!this.waiter) return;
+    if (Date.now() >= this.deadlineMs) this.wake();
+    else this.armTimer();
+  };
+
   wake(): void {
-    this.waiter?.();
+    const waiter = this.waiter;
+    this.waiter = null;
+    waiter?.();
   }
 }

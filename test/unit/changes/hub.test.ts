@@ -1,6 +1,6 @@
 // The hub: grouping by view, encode once per view, never queuing a change at
 // or below a subscriber's position, memory of recent changes, overflow.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { ChangeHub } from "../../../services/changes/hub.js";
 import type { StreamEvent } from "../../../services/changes/events.js";
 import { Subscriber } from "../../../services/changes/subscriber.js";
@@ -116,18 +116,58 @@ describe("Subscriber", () => {
     expect(s.bufferedBytes).toBe(0);
   });
 
-  it("wait resolves on a push, on abort, or after the timeout", async () => {
+  it("wait resolves on a push, on abort, or at its deadline", async () => {
     const s = sub(all, 0n);
     const ctl = new AbortController();
+    s.watch(ctl.signal);
     const t0 = Date.now();
-    await s.wait(50, ctl.signal);
+    await s.wait(t0 + 50);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(45);
-    const pushed = s.wait(10_000, ctl.signal);
+    const pushed = s.wait(Date.now() + 10_000);
     s.push({ bytes: new Uint8Array(1), seq: 1n, cursor: "c1", commitMs: 1 });
     await pushed;
     s.take(10);
-    const aborted = s.wait(10_000, ctl.signal);
+    const aborted = s.wait(Date.now() + 10_000);
     ctl.abort();
     await aborted;
+    // Once aborted, waits no longer block.
+    await s.wait(Date.now() + 10_000);
+  });
+
+  it("keeps one timer across waits: a later deadline re-arms it when it fires, an earlier one replaces it", async () => {
+    vi.useFakeTimers();
+    try {
+      const s = sub(all, 0n);
+      s.watch(new AbortController().signal);
+      let woke = 0;
+      const t0 = Date.now();
+      // Woken by pushes long before the deadline, as a live stream is.
+      for (let i = 1; i <= 3; i++) {
+        const w = s.wait(t0 + 1_000).then(() => woke++);
+        s.push({ bytes: new Uint8Array(1), seq: BigInt(i), cursor: `c${i}`, commitMs: i });
+        await w;
+        s.take(10);
+      }
+      expect(vi.getTimerCount()).toBe(1);
+      // The deadline moved on (a message went out): the old timer must not end this wait early.
+      const later = s.wait(t0 + 3_000).then(() => woke++);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(woke).toBe(3);
+      await vi.advanceTimersByTimeAsync(1_000);
+      await later;
+      expect(woke).toBe(4);
+      // An earlier deadline than the armed timer's is honoured.
+      const far = s.wait(Date.now() + 60_000);
+      s.wake();
+      await far;
+      const near = s.wait(Date.now() + 100).then(() => woke++);
+      await vi.advanceTimersByTimeAsync(100);
+      await near;
+      expect(woke).toBe(5);
+      s.dispose();
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
