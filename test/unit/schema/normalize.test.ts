@@ -145,6 +145,15 @@ describe("phone", () => {
     expect(!b.ok && b.description).toBe('"+1 555" is not a valid phone number');
   });
 
+  it("answers a repeated number the same way, per region, also once many others were seen", () => {
+    expect(normalizePhone("13800138000", "CN")).toEqual(ok("+8613800138000"));
+    expect(normalizePhone("13800138000", "")).toMatchObject({ ok: false, reason: "PHONE_INVALID" });
+    expect(normalizePhone("13800138000", "CN")).toEqual(ok("+8613800138000"));
+    for (let i = 0; i < 12_000; i++) normalizePhone(`+86138${String(i).padStart(8, "0")}`, "CN");
+    expect(normalizePhone("13800138000", "")).toMatchObject({ ok: false, reason: "PHONE_INVALID" });
+    expect(normalizePhone("+8613800000007", "CN")).toEqual(ok("+8613800000007"));
+  });
+
   it("shortens very long input in messages", () => {
     const r = normalizePhone("9".repeat(500), "CN");
     expect(!r.ok && r.description.length).toBeLessThan(120);
