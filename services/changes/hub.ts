@@ -134,6 +134,24 @@ export class ChangeHub {
     }
   }
 
+  get hasLiveSubscribers(): boolean {
+    return this.live.size > 0;
+  }
+
+  /**
+   * Publishes changes this node has just committed, ahead of the tailer, as
+   * far as they continue the log exactly where the hub stands (seq = position
+   * + 1, + 2, ...). A gap may hide a change another writer committed that the
+   * tailer has not read yet, so from a gap on the tailer publishes (it skips
+   * what was published here). Returns how many were published.
+   */
+  publishNext(changes: readonly LogChange[]): number {
+    let n = 0;
+    while (n < changes.length && changes[n]!.seq === this.positionSeq + BigInt(n) + 1n) n++;
+    if (n > 0) this.publish(n === changes.length ? changes : changes.slice(0, n));
+    return n;
+  }
+
   /** Publishes changes in log order (the tailer's pages). */
   publish(changes: readonly LogChange[]): void {
     if (changes.length === 0) return;

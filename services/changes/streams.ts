@@ -139,6 +139,21 @@ export class ChangeStreams implements StreamStatsSource {
     return this.encodeCursor(seq);
   }
 
+  /** Whether changes committed on this node would reach anyone now (the write path builds them only then). */
+  listening(): boolean {
+    return this.hub.hasLiveSubscribers;
+  }
+
+  /**
+   * Changes the write path of this node has just committed: live streams get
+   * them now rather than after the commit notification, the tailer's batch
+   * delay and a read (the tailer still reads them, and any it could not
+   * place; see ChangeHub.publishNext).
+   */
+  committed(changes: readonly LogChange[]): void {
+    this.hub.publishNext(changes);
+  }
+
   /**
    * Swaps the view of open streams: `next` gets each stream's view (the one
    * it is about to get, if a swap is already pending) and returns a new view

@@ -192,7 +192,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       await store.close();
       throw e;
     });
-    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas), audit: new AuditStore(store.pool), streams };
+    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas, { commits: streams }), audit: new AuditStore(store.pool), streams };
     const c = cluster;
     // Open streams follow the access policy: a change of it (or of the
     // schemas it reads) swaps every stream's view, which sends the

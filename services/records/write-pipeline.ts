@@ -28,6 +28,7 @@ import {
   type RecordStore,
   type WriteTx,
 } from "../store/record-store.js";
+import type { LogChange } from "../store/change-reader.js";
 import type { TicketClose, TicketWrite } from "../store/ticket-sql.js";
 import { isRetryableConflict, toStoreError } from "../store/pg-errors.js";
 import { applyMutation, type OpenTicket } from "./apply-mutation.js";
@@ -48,7 +49,21 @@ export interface MutationGuard {
   after(current: StoredRecord | null, next: StoredRecord | null, m: MutationInput): void;
 }
 
+/**
+ * This node's change streams, told of every batch the pipeline commits, so
+ * they can deliver it without waiting for the commit notification and reading
+ * the changes back (services/changes/streams.ts).
+ */
+export interface CommitListener {
+  /** Whether anyone would receive committed changes now (else they are not built). */
+  listening(): boolean;
+  /** Called after COMMIT with the batch's change rows, in seq order. */
+  committed(changes: LogChange[]): void;
+}
+
 export interface WritePipelineOptions {
+  /** Told of every committed batch. */
+  commits?: CommitListener;
   /** A batch closes once it holds this many mutations (default 512). */
   maxBatchMutations?: number;
   /** Batches in flight at once, committing or waiting to (default 3); only one fills at a time. */
@@ -81,6 +96,7 @@ export class WritePipeline {
   private readonly maxBatch: number;
   private readonly maxConcurrent: number;
   private readonly maxSkewMs: number;
+  private readonly commits: CommitListener | undefined;
   private idle: (() => void)[] = [];
 
   constructor(
@@ -91,6 +107,7 @@ export class WritePipeline {
     this.maxBatch = opts.maxBatchMutations ?? 512;
     this.maxConcurrent = opts.maxConcurrentBatches ?? 3;
     this.maxSkewMs = opts.maxClockSkewMs ?? 60_000;
+    this.commits = opts.commits;
   }
 
   /** Applies the request's mutations atomically; resolves with one result per mutation. */
@@ -135,9 +152,14 @@ export class WritePipeline {
       this.pump();
     };
     let outcomes: RequestOutcome[];
+    let logChanges: LogChange[] = [];
     try {
       outcomes = await observeWriteBatch(batch, attempt, () =>
-        this.store.writeTransaction((tx) => this.applyBatch(tx, batch.map((p) => p.req), committing)),
+        this.store.writeTransaction(async (tx) => {
+          const applied = await this.applyBatch(tx, batch.map((p) => p.req), committing);
+          logChanges = applied.logChanges;
+          return applied.outcomes;
+        }),
       );
     } catch (e) {
       committing();
@@ -153,11 +175,16 @@ export class WritePipeline {
       return;
     }
     committing();
+    if (logChanges.length > 0) this.commits?.committed(logChanges);
     outcomes.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.results) : batch[i]!.reject(o.error)));
   }
 
   /** `committing` is called once the batch has merged and starts writing: the next batch may form. */
-  private async applyBatch(tx: WriteTx, requests: WriteRequest[], committing: () => void): Promise<RequestOutcome[]> {
+  private async applyBatch(
+    tx: WriteTx,
+    requests: WriteRequest[],
+    committing: () => void,
+  ): Promise<{ outcomes: RequestOutcome[]; logChanges: LogChange[] }> {
     const schemas = this.schemas();
     // 1. Everything the batch reads, and the locks on its records, in one round trip.
     const lookups: IdentityLookup[] = [];
@@ -221,14 +248,15 @@ export class WritePipeline {
 
     // 5. One write of everything (with COMMIT), then cursors.
     committing();
-    const seqs = await tx.apply(state.effects());
+    const { seqs, logChanges } = await tx.apply(state.effects(), { logChanges: this.commits?.listening() ?? false });
     for (const [result, changeIndex] of state.resultChanges) {
       const seq = seqs[changeIndex];
       if (seq !== undefined) result.cursor = this.store.cursorOf(seq);
     }
-    return outcomes.map((o) =>
+    const finished = outcomes.map((o): RequestOutcome =>
       o.ok ? { ok: true, results: o.results.map((r) => (typeof r === "function" ? r() : r)) } : o,
     );
+    return { outcomes: finished, logChanges };
   }
 
   private applyRequest(

@@ -7,7 +7,8 @@ import type { Pool, PoolClient } from "pg";
 import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
 import { cursorEncoder } from "../changes/cursor.js";
-import { changeRowsJson, sequencingLockKey, sortedSeqs, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import { changeRowJson, sequencingLockKey, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import type { LogChange } from "./change-reader.js";
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
@@ -144,9 +145,23 @@ export interface WriteTx {
   /**
    * Writes everything and commits, in the same round trip unless `commit` is
    * false (the transaction then stays open; tests pause there, holding the
-   * sequencing lock). Fills `cursor` of applied results; returns the change seqs.
+   * sequencing lock). Fills `cursor` of applied results.
    */
-  apply(effects: WriteEffects, opts?: { commit?: boolean }): Promise<bigint[]>;
+  apply(effects: WriteEffects, opts?: ApplyOptions): Promise<AppliedWrites>;
+}
+
+export interface ApplyOptions {
+  /** Commit in the same round trip (default true). */
+  commit?: boolean;
+  /** Also return the change rows as change streams read them (for this node's own streams). */
+  logChanges?: boolean;
+}
+
+export interface AppliedWrites {
+  /** Seqs of the change rows, in `changes` order. */
+  seqs: bigint[];
+  /** The change rows as LogChanges, in seq order, when asked for (else empty). */
+  logChanges: LogChange[];
 }
 
 export function recordKeyString(k: RecordKey): string {
@@ -327,11 +342,11 @@ export class RecordStore {
         return { holders, applied, locked };
       },
       loadOpenTickets: async (keys) => loadOpenTickets(await tx.connection(), keys),
-      apply: (effects, opts) => this.applyEffects(tx, effects, opts?.commit ?? true),
+      apply: (effects, opts) => this.applyEffects(tx, effects, opts?.commit ?? true, opts?.logChanges ?? false),
     };
   }
 
-  private async applyEffects(tx: Transaction, e: WriteEffects, commit: boolean): Promise<bigint[]> {
+  private async applyEffects(tx: Transaction, e: WriteEffects, commit: boolean, wantLogChanges: boolean): Promise<AppliedWrites> {
     // A record this batch created must not exist yet: if a concurrent
     // transaction created it first, the plain INSERT fails with a unique
     // violation and the batch is retried, now merging with that record
@@ -341,23 +356,30 @@ export class RecordStore {
     const existing = e.records.filter((r) => !created.has(recordKeyString(r)));
     if (e.tickets.length > 0) await writeTickets(await tx.connection(), e.tickets);
     if (e.ticketCloses.length > 0) await closeTickets(await tx.connection(), e.ticketCloses);
-    // Records, keys and change rows in one statement (migration 0007); the
-    // change rows go last, under the sequencing lock.
+    // Records, keys and change rows in one statement (migrations 0007, 0008);
+    // the change rows go last, under the sequencing lock.
+    const rows = e.changes.map(toChangeRow);
+    const rowJson = rows.map(changeRowJson);
     const write: Statement = {
-      text: "SELECT seq FROM deltamesh_apply_writes($1::json, $2::json, $3::json, $4::json, $5::json, $6) AS seq",
+      text: "SELECT seq, commit_time FROM deltamesh_apply_writes_timed($1::json, $2::json, $3::json, $4::json, $5::json, $6)",
       values: [
         fresh.length > 0 ? recordRowsJson(fresh) : null,
         existing.length > 0 ? recordRowsJson(existing) : null,
         e.keyRemovals.length > 0 ? keyEditsParam(e.keyRemovals) : null,
         e.keyInserts.length > 0 ? keyEditsParam(e.keyInserts) : null,
-        e.changes.length > 0 ? changeRowsJson(e.changes.map(toChangeRow)) : null,
+        rows.length > 0 ? `[${rowJson.join(",")}]` : null,
         sequencingLockKey(this.sequencing),
       ],
     };
     // Without idempotency rows, the write and COMMIT share one round trip.
     const [res] = e.applied.length === 0 && commit ? await tx.commit([write]) : await tx.run([write]);
-    const seqs = sortedSeqs(res!.rows as { seq: string }[]);
-    if (e.applied.length === 0) return seqs;
+    // INSERT ... SELECT ... ORDER BY draws seqs in input order: sorted, they are the rows' seqs in order.
+    const written = (res!.rows as { seq: string; commit_time: Date }[])
+      .map((r) => ({ seq: BigInt(r.seq), commitTime: r.commit_time }))
+      .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+    const seqs = written.map((w) => w.seq);
+    const logChanges = wantLogChanges ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, rowJson[i]!.length)) : [];
+    if (e.applied.length === 0) return { seqs, logChanges };
     // Idempotency rows need the cursors, which exist only once the change
     // rows are sequenced: they go in after them, still under the lock.
     for (const a of e.applied) {
@@ -370,7 +392,7 @@ export class RecordStore {
       values: [JSON.stringify(e.applied.map((a) => ({ tenant: a.tenant, cmid: a.clientMutationId, result: toResultJson(a.result) })))],
     };
     await (commit ? tx.commit([insert]) : tx.run([insert]));
-    return seqs;
+    return { seqs, logChanges };
   }
 
   private query<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
@@ -533,6 +555,34 @@ function toChangeRow(c: ChangeDraft): ChangeRow {
     decisions: c.decisions.map(outcomeToJson),
   };
   return { ...c, delta, ...changeImage(c.fieldsBefore, c.fieldsAfter, c.set, c.cleared) };
+}
+
+/**
+ * A change row this node just wrote, as change streams read it from the log
+ * (services/store/change-reader.ts), from what the write path holds instead
+ * of reading it back: the same values (the row's JSON round-trips to them),
+ * with its JSON's length as its size.
+ */
+function committedLogChange(row: ChangeRow, c: ChangeDraft, written: { seq: bigint; commitTime: Date }, size: number): LogChange {
+  const image = (row.image ?? null) as Record<string, StoredValue> | null;
+  const prior = (row.prior ?? null) as Record<string, StoredValue> | null;
+  return {
+    seq: written.seq,
+    tenant: c.tenant,
+    collection: c.collection,
+    recordId: c.recordId,
+    oldVersion: c.oldVersion,
+    newVersion: c.newVersion,
+    set: c.set,
+    cleared: c.cleared,
+    clocks: c.clocks,
+    created: c.created,
+    deleted: c.deleted,
+    commitTime: written.commitTime,
+    image: () => image,
+    prior: () => prior,
+    size,
+  };
 }
 
 function outcomeToJson(o: FieldOutcome): OutcomeJson {

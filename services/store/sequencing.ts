@@ -48,26 +48,31 @@ export interface ChangeRow {
 
 /** Change rows as the one JSON parameter the log's INSERT reads (see migration 0007 for its shape). */
 export function changeRowsJson(rows: readonly ChangeRow[]): string {
-  // One JSON parameter: native JSON.stringify instead of the driver's
-  // per-element array escaping, the write path's biggest CPU cost.
-  return JSON.stringify(
-    rows.map((r) => ({
-      t: r.tenant,
-      c: r.collection,
-      r: r.recordId,
-      ov: r.oldVersion,
-      nv: r.newVersion,
-      d: r.delta,
-      cr: r.created,
-      de: r.deleted,
-      a: r.actor,
-      s: r.source,
-      dv: r.device,
-      m: r.clientMutationId,
-      im: r.image ?? null,
-      pr: r.prior ?? null,
-    })),
-  );
+  return `[${rows.map(changeRowJson).join(",")}]`;
+}
+
+/**
+ * One change row of that parameter. One JSON parameter: native
+ * JSON.stringify instead of the driver's per-element array escaping, the
+ * write path's biggest CPU cost.
+ */
+export function changeRowJson(r: ChangeRow): string {
+  return JSON.stringify({
+    t: r.tenant,
+    c: r.collection,
+    r: r.recordId,
+    ov: r.oldVersion,
+    nv: r.newVersion,
+    d: r.delta,
+    cr: r.created,
+    de: r.deleted,
+    a: r.actor,
+    s: r.source,
+    dv: r.device,
+    m: r.clientMutationId,
+    im: r.image ?? null,
+    pr: r.prior ?? null,
+  });
 }
 
 /** The sequencing lock's key for a mode (null: no lock). */

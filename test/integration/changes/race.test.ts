@@ -98,9 +98,9 @@ async function slowWriter(until: number): Promise<number> {
         },
         apply: async (e) => {
           // Left open so the pause holds the sequencing lock; writeTransaction commits after it.
-          const seqs = await tx.apply(e, { commit: false });
+          const applied = await tx.apply(e, { commit: false });
           if (Math.random() < 0.3) await sleep(Math.random() * 30);
-          return seqs;
+          return applied;
         },
       }),
     );

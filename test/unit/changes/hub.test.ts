@@ -43,6 +43,25 @@ describe("ChangeHub", () => {
     expect(h.stats()).toMatchObject({ position: 2n, liveSubscribers: 3, views: 2 });
   });
 
+  it("publishes a writer's own commits only where they continue the log, leaving gaps and the rest to the tailer", () => {
+    const { h } = hub();
+    h.reset(10n);
+    const s = sub(all, 10n);
+    expect(h.attach(s)).toBe(true);
+    expect(h.hasLiveSubscribers).toBe(true);
+    // 11 and 12 continue the log at 10.
+    expect(h.publishNext([created(11, "east_china"), created(12, "east_china")])).toBe(2);
+    // 14 may be preceded by an unread 13 from another writer: nothing is published from the gap on.
+    expect(h.publishNext([created(14, "east_china"), created(15, "east_china")])).toBe(0);
+    expect(h.position).toBe(12n);
+    // A batch that continues the log and then has a gap: its leading run only.
+    expect(h.publishNext([created(13, "east_china"), created(15, "east_china")])).toBe(1);
+    // The tailer then reads everything after 12: what was already published is skipped.
+    h.publish([13, 14, 15].map((seq) => created(seq, "east_china")));
+    expect(text(s)).toBe("upsert@c11;upsert@c12;upsert@c13;upsert@c14;upsert@c15;");
+    expect(h.position).toBe(15n);
+  });
+
   it("only a caught-up subscriber attaches, and nothing at or below its position is queued", () => {
     const { h } = hub();
     h.publish([created(1, "east_china"), created(2, "east_china")]);
