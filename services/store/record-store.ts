@@ -7,7 +7,7 @@ import type { Pool, PoolClient } from "pg";
 import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
 import { cursorEncoder } from "../changes/cursor.js";
-import { changeRowJson, sequencingLockKey, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import { changeRowJson, compareSeqs, sequencingLockKey, type ChangeRow, type SequencingMode } from "./sequencing.js";
 import type { LogChange } from "./change-reader.js";
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
@@ -373,10 +373,10 @@ export class RecordStore {
     };
     // Without idempotency rows, the write and COMMIT share one round trip.
     const [res] = e.applied.length === 0 && commit ? await tx.commit([write]) : await tx.run([write]);
-    // INSERT ... SELECT ... ORDER BY draws seqs in input order: sorted, they are the rows' seqs in order.
+    // Seqs ascend with the input (see sortedSeqs): sorted, they are the rows' seqs in order.
     const written = (res!.rows as { seq: string; commit_time: Date }[])
       .map((r) => ({ seq: BigInt(r.seq), commitTime: r.commit_time }))
-      .sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+      .sort((a, b) => compareSeqs(a.seq, b.seq));
     const seqs = written.map((w) => w.seq);
     const logChanges = wantLogChanges ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, rowJson[i]!.length)) : [];
     if (e.applied.length === 0) return { seqs, logChanges };

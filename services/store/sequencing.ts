@@ -101,5 +101,9 @@ export async function appendChanges(client: PoolClient, rows: readonly ChangeRow
  * with the input; sorted to be independent of RETURNING's row order.
  */
 export function sortedSeqs(rows: readonly { seq: string }[]): bigint[] {
-  return rows.map((r) => BigInt(r.seq)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return rows.map((r) => BigInt(r.seq)).sort(compareSeqs);
+}
+
+export function compareSeqs(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
