@@ -18,7 +18,7 @@ import { createAccessService } from "../access/handlers.js";
 import { AuditStore } from "../store/audit-store.js";
 import { DEFAULT_TENANT } from "../records/model.js";
 import { createAuthenticator } from "./auth/authenticate.js";
-import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
+import { RecordService, WriteRecordsRequestSchema } from "../../gen/deltamesh/v1/records_pb.js";
 import { createChangeService } from "../changes/handlers.js";
 import { ChangeStreams } from "../changes/streams.js";
 import { AccessView } from "../changes/access-view.js";
@@ -26,6 +26,7 @@ import { onPolicyChange } from "../access/policy-changes.js";
 import { createConflictService } from "../conflicts/handlers.js";
 import type { ConfigSource } from "../config/source.js";
 import { createRecordService } from "../records/handlers.js";
+import { decodeWriteRecordsRequest } from "../records/fast-decode.js";
 import { WritePipeline } from "../records/write-pipeline.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "../store/embedded-postgres.js";
 import { ChangeReader } from "../store/change-reader.js";
@@ -155,6 +156,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     tls,
     maxReceiveMessageBytes: cfg.maxMessageBytes,
     log,
+    fastDecoders: new Map([[WriteRecordsRequestSchema.typeName, decodeWriteRecordsRequest]]),
   });
   const web =
     cfg.webPort >= 0
