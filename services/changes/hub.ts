@@ -72,6 +72,21 @@ export class ChangeHub {
     this.forgetAll(position);
   }
 
+  /**
+   * Moves a hub without live subscribers to a later log position without
+   * being given the changes in between (nobody would receive them). It then
+   * remembers nothing before that position: a subscriber behind it catches
+   * up from PostgreSQL. False, and nothing done, while anyone is live.
+   */
+  skipTo(position: bigint, commitMs: number): boolean {
+    if (this.live.size > 0) return false;
+    if (position <= this.positionSeq) return true;
+    this.positionSeq = position;
+    this.positionCommitMs = commitMs;
+    this.forgetAll(position);
+    return true;
+  }
+
   /** Changes after `after` (at most `limit`, none above `upTo`) from memory, or null when memory does not reach back that far. */
   recentAfter(after: bigint, limit: number, upTo: bigint): LogChange[] | null {
     if (after < this.recentFrom) return null;

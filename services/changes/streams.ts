@@ -114,7 +114,7 @@ export class ChangeStreams implements StreamStatsSource {
       (seq) => this.cursorOf(seq),
       () => ({ changes: this.settings().recentChanges, bytes: this.settings().recentBytes }),
     );
-    this.tailer = new ChangeTailer(reader, this.hub, () => this.settings(), log);
+    this.tailer = new ChangeTailer(reader, this.hub, () => this.settings(), log, () => this.open.size > 0);
   }
 
   start(): Promise<void> {

@@ -113,6 +113,16 @@ const MAX_SEQ = (1n << 63n) - 1n;
 const BOUNDS_SQL = `SELECT ${FLOOR_SQL} AS floor, (SELECT max(seq) FROM changes) AS tail`;
 type BoundsRow = { floor: string; tail: string | null };
 
+const END_SQL = `
+  SELECT ${FLOOR_SQL} AS floor, t.seq AS tail, t.commit_time
+    FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT seq, commit_time FROM changes ORDER BY seq DESC LIMIT 1) t ON true`;
+type EndRow = BoundsRow & { commit_time: Date | null };
+
+export interface LogEnd extends LogBounds {
+  /** Commit time of the last change; null when the log is empty. */
+  tailCommitTime: Date | null;
+}
+
 function boundsOf(res: pg.QueryResult<BoundsRow>): LogBounds {
   const floor = BigInt(res.rows[0]!.floor);
   const tail = res.rows[0]!.tail === null ? 0n : BigInt(res.rows[0]!.tail);
@@ -181,6 +191,12 @@ export class ChangeReader {
 
   async bounds(): Promise<LogBounds> {
     return boundsOf(await this.run(() => this.pool.query<BoundsRow>(BOUNDS_SQL)));
+  }
+
+  /** The bounds and the last change's commit time. */
+  async end(): Promise<LogEnd> {
+    const res = await this.run(() => this.pool.query<EndRow>(END_SQL));
+    return { ...boundsOf(res), tailCommitTime: res.rows[0]!.commit_time };
   }
 
   /**

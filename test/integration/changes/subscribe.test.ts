@@ -10,7 +10,7 @@ import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { ScopeReason } from "../../../gen/deltamesh/v1/changes_pb.js";
 import type { MutationSchema } from "../../../gen/deltamesh/v1/types_pb.js";
 import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
-import { encodeCursor } from "../../../services/changes/cursor.js";
+import { decodeCursor, encodeCursor } from "../../../services/changes/cursor.js";
 import { startTestNode, type TestNode } from "../../support/node.js";
 import { logTail, simulateRetention } from "../../support/retention.js";
 import { byId, enm, int, str } from "../../support/rpc.js";
@@ -132,6 +132,31 @@ describe("Subscribe", () => {
     await write({ ref: byId(id), set: { visits: int(3) }, baseVersion: 3n, source: "pos", device: "pos" });
     await s.until(has(id, 3));
     expect(about(id)(s.events)).toEqual([`upsert ${id}@2`, `upsert ${id}@3`, `upsert ${id}@4`]);
+  });
+
+  it("a node with no open stream moves to the log's end without reading the changes, and a stream opened later from an older cursor still gets every one", async () => {
+    const quiet = await startTestNode({ databaseUrl: node.node.databaseUrl });
+    try {
+      const id = uid("quiet");
+      const writeQuiet = (m: MutationInit) => quiet.grpcJs(RecordService).writeRecords({ mutations: [m] });
+      const [first] = (await writeQuiet(customer(id))).results;
+      let last = first!;
+      for (let v = 1; v <= 20; v++) [last] = (await writeQuiet({ ref: byId(id), set: { visits: int(v) }, baseVersion: BigInt(v), source: "pos", device: "pos" })).results as [typeof last];
+      const lastSeq = decodeCursor(last.cursor, "cursor").seq;
+      await expect.poll(() => quiet.node.streams.streamStats().tailerSeq, { timeout: 10_000 }).toBe(lastSeq);
+      // It holds none of them in memory: they were never read.
+      expect(quiet.node.streams.hub.recentAfter(decodeCursor(first!.cursor, "cursor").seq, 100, lastSeq)).toBeNull();
+
+      const s = open({ collections: [{ collection: "customers" }], start: { case: "afterCursor", value: first!.cursor } }, quiet);
+      await s.until(has(id, 20));
+      expect(about(id)(s.events)).toEqual(Array.from({ length: 20 }, (_, i) => `upsert ${id}@${i + 2}`));
+      await writeQuiet({ ref: byId(id), set: { visits: int(21) }, baseVersion: 21n, source: "pos", device: "pos" });
+      await s.until(has(id, 21));
+      expect(about(id)(s.events).slice(19)).toEqual([`upsert ${id}@21`, `upsert ${id}@22`]);
+      s.close();
+    } finally {
+      await quiet.stop();
+    }
   });
 
   it("snapshot then stream: matching records at one cursor, then live changes after it", async () => {

@@ -43,6 +43,27 @@ describe("ChangeHub", () => {
     expect(h.stats()).toMatchObject({ position: 2n, liveSubscribers: 3, views: 2 });
   });
 
+  it("skips ahead only while nobody is live, and then remembers nothing before the new position", () => {
+    const { h } = hub();
+    h.publish([created(1, "east_china"), created(2, "east_china")]);
+    expect(h.recentAfter(0n, 10, 100n)?.map((c) => c.seq)).toEqual([1n, 2n]);
+    expect(h.skipTo(7n, 1234)).toBe(true);
+    expect(h.stats()).toMatchObject({ position: 7n, positionCommitMs: 1234 });
+    // Changes 3..7 were never given to the hub: a subscriber behind 7 must read them elsewhere.
+    expect(h.recentAfter(2n, 10, 100n)).toBeNull();
+    expect(h.recentAfter(7n, 10, 100n)).toEqual([]);
+    // Never backwards.
+    expect(h.skipTo(5n, 99)).toBe(true);
+    expect(h.position).toBe(7n);
+    // A live subscriber at 7 would miss 8..9: refused, nothing moves.
+    const s = sub(all, 7n);
+    expect(h.attach(s)).toBe(true);
+    expect(h.skipTo(9n, 5678)).toBe(false);
+    expect(h.stats()).toMatchObject({ position: 7n, positionCommitMs: 1234 });
+    h.publish([created(8, "east_china")]);
+    expect(text(s)).toBe("upsert@c8;");
+  });
+
   it("publishes a writer's own commits only where they continue the log, leaving gaps and the rest to the tailer", () => {
     const { h } = hub();
     h.reset(10n);
