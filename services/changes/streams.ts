@@ -6,7 +6,7 @@
 // responses is handlers.ts's job.
 import type { ConfigSource } from "../config/source.js";
 import { DomainError } from "../platform/errors.js";
-import type { ChangeReader, LogChange, LogSnapshot } from "../store/change-reader.js";
+import type { ChangeReader, LogChange, LogPage, LogSnapshot } from "../store/change-reader.js";
 import type { StoredRecord } from "../records/model.js";
 import type { StoredValue } from "../schema/types.js";
 import { cursorEncoder, decodeCursor } from "./cursor.js";
@@ -341,12 +341,16 @@ export class ChangeStreams implements StreamStatsSource {
     const bound = upTo ?? (1n << 63n) - 1n;
     let changes: LogChange[] | null = upTo === null || upTo <= this.hub.position ? this.hub.recentAfter(sub.position, PAGE, bound) : null;
     if (changes === null) {
-      const page = await this.reader.readPage(sub.position, sub.pages.next, bound);
+      const limit = sub.pages.next;
+      const page = await this.historyPage(sub, limit, bound);
       sub.pages.observe(page.changes.length, page.size);
       if (page.floor > sub.position) {
         throw cursorExpired(this.cursorOf(page.floor), page.floor, "retention deleted changes this stream had not read yet");
       }
       changes = page.changes;
+      // A full page means more history: read the next one while this one is
+      // encoded and sent, so PostgreSQL and this process work at the same time.
+      if (changes.length >= limit) this.readAhead(sub, changes[changes.length - 1]!.seq, bound);
     }
     const batch = new Batch(this.settings().maxMessageBytes);
     for (const c of changes) {
@@ -365,6 +369,21 @@ export class ChangeStreams implements StreamStatsSource {
     } else if (upTo !== null) {
       sub.position = upTo; // nothing in (position, upTo]
     }
+  }
+
+  /** The page of history after the subscriber's position: the one read ahead for it if that is the one, else read now. */
+  private historyPage(sub: Subscriber, limit: number, upTo: bigint): Promise<LogPage> {
+    const ahead = sub.readAhead;
+    sub.readAhead = null;
+    if (ahead && ahead.after === sub.position && ahead.upTo === upTo) return ahead.page;
+    return this.reader.readPage(sub.position, limit, upTo);
+  }
+
+  private readAhead(sub: Subscriber, after: bigint, upTo: bigint): void {
+    const page = this.reader.readPage(after, sub.pages.next, upTo);
+    // Its error surfaces when the page is used; unused, it is dropped.
+    page.catch(() => undefined);
+    sub.readAhead = { after, upTo, page };
   }
 
   private async *snapshot(sub: Subscriber): AsyncGenerator<Uint8Array> {

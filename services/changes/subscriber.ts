@@ -3,6 +3,7 @@
 // has not yet taken. A subscriber whose buffer overflows is ended (its client
 // resumes from the last cursor it was sent), so a slow client costs the
 // server at most its buffer, never unbounded memory.
+import type { LogPage } from "../store/change-reader.js";
 import type { EncodedEvent } from "./encode.js";
 import { PageSizer } from "./page-size.js";
 import type { SubscriberView } from "./view.js";
@@ -10,6 +11,13 @@ import type { SubscriberView } from "./view.js";
 export interface BufferLimits {
   maxEvents: number;
   maxBytes: number;
+}
+
+/** A history read started ahead of need: the changes after `after`, up to `upTo`. */
+export interface PageRead {
+  after: bigint;
+  upTo: bigint;
+  page: Promise<LogPage>;
 }
 
 /** Why a subscriber stops receiving live events. */
@@ -35,6 +43,12 @@ export class Subscriber {
   live = false;
   /** Page sizes of this subscriber's history reads. */
   readonly pages = new PageSizer();
+  /**
+   * The next page of history, read while the current one is encoded and sent
+   * (catching up only; services/changes/streams.ts). Used only if the
+   * subscriber then asks for exactly that page.
+   */
+  readAhead: PageRead | null = null;
 
   private queue: EncodedEvent[] = [];
   private head = 0;
@@ -148,6 +162,7 @@ export class Subscriber {
 
   /** Stops the timer (the stream is over). */
   dispose(): void {
+    this.readAhead = null;
     this.clearTimer();
     this.wake();
   }

@@ -159,6 +159,20 @@ describe("Subscribe", () => {
     }
   });
 
+  it("catches up over many pages (each read while the previous one is sent) with every change once and in order", async () => {
+    const prefix = uid("pages");
+    const [mark] = (await write(customer(`${prefix}-mark`))).results;
+    const ids = Array.from({ length: 900 }, (_, i) => `${prefix}-${i}`);
+    for (let i = 0; i < ids.length; i += 300) await write(...ids.slice(i, i + 300).map((id) => customer(id)));
+    const s = open({ collections: [{ collection: "customers" }], start: { case: "afterCursor", value: mark!.cursor } });
+    const mine = (events: ChangeEvent[]) => recordEvents(events).filter((e) => e.includes(` ${prefix}-`) && !e.includes("-mark@"));
+    await s.until((e) => mine(e).length >= ids.length, 20_000, "900 upserts");
+    expect(mine(s.events)).toEqual(ids.map((id) => `upsert ${id}@1`));
+    const cursors = s.events.filter((e) => e.kind.case === "upsert").map((e) => decodeCursor(e.cursor, "cursor").seq);
+    expect(cursors.every((c, i) => i === 0 || c > cursors[i - 1]!)).toBe(true);
+    s.close();
+  });
+
   it("snapshot then stream: matching records at one cursor, then live changes after it", async () => {
     const dept = uid("dept");
     const ids = [uid("snap"), uid("snap"), uid("snap")];
