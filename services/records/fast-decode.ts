@@ -5,8 +5,9 @@
 // mutation), and protobuf-es's reflective decoder cost about a tenth of the
 // server's CPU per mutation in the batch-write benchmark. The result is the
 // plain objects protobuf-es itself would return, so handlers cannot tell the
-// difference; test/unit/records/fast-decode.test.ts checks with `equals`
-// against `fromBinary` for arbitrary messages and arbitrary bytes.
+// difference; test/unit/records/fast-decode.test.ts checks that it returns
+// a strictly equal object to `fromBinary`'s (or leaves the bytes to it) for
+// arbitrary requests and arbitrary corruptions of their bytes.
 //
 // Anything unusual (an unknown field, a wire type the schema does not use, a
 // singular message field given twice, which protobuf-es merges) throws

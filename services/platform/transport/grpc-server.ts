@@ -1,7 +1,8 @@
 // Native gRPC over @grpc/grpc-js, serving connect ServiceImpls written against
 // protobuf-es types. Handlers are built generically from the descriptors:
-// request bytes are decoded with fromBinary here (so a malformed message is
-// INVALID_ARGUMENT, not grpc-js's INTERNAL), responses are encoded with
+// request bytes are decoded with fromBinary here, or a hand decoder given for
+// a hot message type (so a malformed message is INVALID_ARGUMENT, not
+// grpc-js's INTERNAL), responses are encoded with
 // toBinary here (so a stream can yield PreEncoded bytes that go out as-is),
 // and grpc-js only frames bytes. Each call gets a connect HandlerContext:
 //   ctx.requestHeader  ← grpc metadata (binary `-bin` values base64)
