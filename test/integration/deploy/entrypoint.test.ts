@@ -18,6 +18,7 @@ import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../../gen/health/v1/health_pb.js";
 import { createGrpcJsClient } from "../../../services/platform/transport/grpc-client.js";
 import { scratchDir, testDatabaseUrl } from "../../support/env.js";
+import { imageNodeOptions } from "../../support/processes/image-node-options.js";
 import { byId, enm, str } from "../../support/rpc.js";
 import { parsePrometheus, promValue } from "../../support/telemetry.js";
 
@@ -36,9 +37,9 @@ beforeAll(async () => {
   main = path.join(image, "dist/services/cli/main.js");
 }, 300_000);
 
-/** The variables a pod gets, and nothing from this test process. */
+/** The variables a pod gets (the image's NODE_OPTIONS included), and nothing from this test process. */
 function podEnv(extra: Record<string, string>): Record<string, string> {
-  return { PATH: process.env.PATH ?? "/usr/bin:/bin", NODE_ENV: "production", DELTAMESH_HOST: "127.0.0.1", ...extra };
+  return { PATH: process.env.PATH ?? "/usr/bin:/bin", NODE_ENV: "production", NODE_OPTIONS: imageNodeOptions(), DELTAMESH_HOST: "127.0.0.1", ...extra };
 }
 
 function run(args: string[], env: Record<string, string>) {

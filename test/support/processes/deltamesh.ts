@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import type { GrpcJsClient } from "../../../services/platform/transport/grpc-client.js";
+import { imageNodeOptions } from "./image-node-options.js";
 import { grpcJsClientAs, type Identity } from "../node.js";
 import { testJwks, TEST_AUDIENCE, TEST_ISSUER } from "../tokens.js";
 
@@ -51,7 +52,12 @@ export async function startServerProcess(opts: ServerProcessOptions): Promise<Se
   const child = spawn(
     process.execPath,
     [...(opts.nodeArgs ?? []), "--import", "tsx", path.join(REPO, "services/cli/main.ts"), "serve", "--database-url", opts.databaseUrl, "--port", "0", "--no-web", ...(opts.args ?? [])],
-    { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...TEST_AUTH_ENV, DELTAMESH_LOG_LEVEL: "warn", ...opts.env } },
+    {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "pipe"],
+      // The image's V8 settings (NODE_OPTIONS in deploy/docker/Dockerfile): benchmarks measure what production runs.
+      env: { ...process.env, ...TEST_AUTH_ENV, DELTAMESH_LOG_LEVEL: "warn", NODE_OPTIONS: [process.env.NODE_OPTIONS, imageNodeOptions()].filter(Boolean).join(" "), ...opts.env },
+    },
   );
   child.stderr!.on("data", (d: Buffer) => opts.onLog?.(d.toString().trimEnd()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
