@@ -74,4 +74,43 @@ describe("identity lookups", () => {
     expect(access("record_keys")).toEqual(["Index Scan record_keys_pkey"]);
     expect(access("records")).toEqual(["Index Scan records_pkey"]);
   });
+
+  it("remove keys by primary-key probes inside the write function, and record_keys has no other index (migration 0009)", async () => {
+    const indexes = await db.query<{ indexname: string }>("SELECT indexname FROM pg_indexes WHERE tablename = 'record_keys'");
+    expect(indexes.rows.map((r) => r.indexname)).toEqual(["record_keys_pkey"]);
+    // Plans of the statements the function runs, as auto_explain reports them to this session.
+    const plans: { "Query Text": string; Plan: PlanNode }[] = [];
+    const onNotice = (n: pg.NoticeMessage) => {
+      const json = n.message?.replace(/^duration: [\d.]+ ms\s+plan:\s*/, "");
+      if (json?.startsWith("{")) plans.push(JSON.parse(json) as (typeof plans)[number]);
+    };
+    db.on("notice", onNotice);
+    await db.query("BEGIN");
+    try {
+      await db.query("LOAD 'auto_explain'");
+      await db.query("SET LOCAL auto_explain.log_min_duration = 0");
+      await db.query("SET LOCAL auto_explain.log_nested_statements = on");
+      await db.query("SET LOCAL auto_explain.log_format = 'json'");
+      await db.query("SET LOCAL client_min_messages = log");
+      const removals = Array.from({ length: 500 }, (_, i) => ({
+        tenant: "default",
+        collection: "customers",
+        field: "phone",
+        value: JSON.stringify(`+86139${String(i * 11 + 1).padStart(8, "0")}`),
+        record_id: `r${i * 11 + 1}`,
+      }));
+      const before = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
+      await db.query("SELECT * FROM deltamesh_apply_writes_timed(NULL, NULL, $1::json, NULL, NULL, NULL)", [JSON.stringify(removals)]);
+      const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
+      expect(Number(before.rows[0]!.n) - Number(after.rows[0]!.n)).toBe(removals.length);
+    } finally {
+      await db.query("ROLLBACK");
+      db.off("notice", onNotice);
+    }
+    const removal = plans.find((p) => /DELETE FROM record_keys/.test(p["Query Text"]));
+    expect(removal).toBeDefined();
+    const onKeys = nodes(removal!.Plan).filter((n) => n["Relation Name"] === "record_keys");
+    expect(onKeys.map((n) => n["Node Type"])).not.toContain("Seq Scan");
+    expect(onKeys.map((n) => `${n["Node Type"]} ${n["Index Name"] ?? ""}`.trim())).toContain("Index Scan record_keys_pkey");
+  });
 });
