@@ -80,7 +80,7 @@ describe("identity lookups", () => {
     expect(indexes.rows.map((r) => r.indexname)).toEqual(["record_keys_pkey"]);
     // Plans of the statements the function runs, as auto_explain reports them to this session.
     const plans: { "Query Text": string; Plan: PlanNode }[] = [];
-    const onNotice = (n: pg.NoticeMessage) => {
+    const onNotice = (n: { message?: string }) => {
       const json = n.message?.replace(/^duration: [\d.]+ ms\s+plan:\s*/, "");
       if (json?.startsWith("{")) plans.push(JSON.parse(json) as (typeof plans)[number]);
     };
