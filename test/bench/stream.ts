@@ -16,15 +16,16 @@ import * as grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import pg from "pg";
 import { SubscribeRequestSchema, SubscribeResponseSchema, type SubscribeRequest } from "../../gen/deltamesh/v1/changes_pb.js";
-import { RecordService, WriteRecordsRequestSchema, WriteRecordsResponseSchema } from "../../gen/deltamesh/v1/records_pb.js";
+import { WriteRecordsRequestSchema, WriteRecordsResponseSchema } from "../../gen/deltamesh/v1/records_pb.js";
 import { ClusterService } from "../../gen/deltamesh/v1/cluster_pb.js";
 import { encodeCursor } from "../../services/changes/cursor.js";
 import { createGrpcJsClient } from "../../services/platform/transport/grpc-client.js";
 import { startEtcd } from "../support/processes/etcd.js";
 import { startServerProcess, type ServerProcess } from "../support/processes/deltamesh.js";
 import type { BenchContext } from "./run.js";
-import { formatRate, percentile, startBenchServer, type BenchServer } from "./support.js";
+import { formatRate, percentile, startBenchServer, WRITE_PATH, type BenchServer } from "./support.js";
 import { H2UnaryClient } from "./h2-unary.js";
+import { WireReader } from "../../services/platform/wire/reader.js";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { DEFAULT_CONFIG_PATH } from "../../services/config/file-source.js";
@@ -34,44 +35,31 @@ import { treeCpuMs } from "./cpu.js";
 import path from "node:path";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const WRITE_PATH = `/${RecordService.typeName}/${RecordService.method.writeRecords.name}`;
 /** Latency: seconds of writes before measuring (JIT, connection windows, caches). */
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 5);
 const GROUPS = 10;
 const SUBSCRIPTION = "/deltamesh.v1.ChangeService/Subscribe";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Reads protobuf varints from `buf` (bench clients parse only the few fields they need). */
-class WireReader {
-  i = 0;
-  constructor(readonly buf: Buffer) {}
-  varint(): number {
-    let v = 0;
-    let shift = 0;
-    for (;;) {
-      const b = this.buf[this.i++]!;
-      v += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return v;
-      shift += 7;
+/**
+ * Visits each `events` entry (field 1) of a SubscribeResponse: its kind's
+ * field number and its bytes' range (bench clients parse only the few fields
+ * they need).
+ */
+function visitEvents(buf: Buffer, visit: (kind: number, start: number, end: number) => void): void {
+  const r = new WireReader(buf);
+  while (r.pos < buf.length) {
+    r.tag(); // `events` (field 1)
+    const end = r.lengthEnd(buf.length);
+    // Inside ChangeEvent: skip the cursor (field 1), then the kind's field number.
+    let tag = r.tag();
+    if (tag >>> 3 === 1) {
+      r.pos = r.lengthEnd(end);
+      tag = r.pos < end ? r.tag() : 0;
     }
-  }
-  /** Visits each `events` entry (field 1) of a SubscribeResponse: its kind's field number and its bytes' range. */
-  events(visit: (kind: number, start: number, end: number) => void): void {
-    while (this.i < this.buf.length) {
-      this.varint(); // tag of `events` (field 1)
-      const len = this.varint();
-      const end = this.i + len;
-      // Inside ChangeEvent: skip the cursor (field 1), then the kind's field number.
-      let tag = this.varint();
-      if (tag >>> 3 === 1) {
-        const cursorLength = this.varint(); // read first: `i += varint()` would add to the old `i`
-        this.i += cursorLength;
-        tag = this.i < end ? this.varint() : 0;
-      }
-      const kindLength = this.i < end ? this.varint() : 0;
-      visit(tag >>> 3, this.i, this.i + kindLength);
-      this.i = end;
-    }
+    const kindEnd = r.pos < end ? r.lengthEnd(end) : r.pos;
+    visit(tag >>> 3, r.pos, kindEnd);
+    r.pos = end;
   }
 }
 
@@ -79,30 +67,28 @@ class WireReader {
 export function countEvents(buf: Buffer): { events: number; heartbeats: number } {
   let events = 0;
   let heartbeats = 0;
-  new WireReader(buf).events((kind) => (kind === 6 ? heartbeats++ : events++));
+  visitEvents(buf, (kind) => (kind === 6 ? heartbeats++ : events++));
   return { events, heartbeats };
 }
 
 /** `id@version` of each upsert (ChangeEvent field 2: RecordUpsert id = 2, version = 3) in a SubscribeResponse. */
 export function upsertVersions(buf: Buffer): string[] {
   const out: string[] = [];
-  const r = new WireReader(buf);
-  r.events((kind, start, end) => {
+  visitEvents(buf, (kind, start, end) => {
     if (kind !== 2) return;
-    const u = new WireReader(buf);
-    u.i = start;
+    const u = new WireReader(buf, start);
     let id = "";
-    let version = 0;
-    while (u.i < end) {
-      const tag = u.varint();
+    let version = 0n;
+    while (u.pos < end) {
+      const tag = u.tag();
       const wire = tag & 7;
       if (wire === 0) {
-        const v = u.varint();
+        const v = u.uint64();
         if (tag >>> 3 === 3) version = v;
       } else if (wire === 2) {
-        const len = u.varint();
-        if (tag >>> 3 === 2) id = buf.toString("utf8", u.i, u.i + len);
-        u.i += len;
+        const valueEnd = u.lengthEnd(end);
+        if (tag >>> 3 === 2) id = buf.toString("utf8", u.pos, valueEnd);
+        u.pos = valueEnd;
       } else throw new Error(`unexpected wire type ${wire} in RecordUpsert`);
     }
     out.push(`${id}@${version}`);

@@ -10,6 +10,9 @@ import { startServerProcess, type ServerProcess } from "../support/processes/del
 import type { BenchContext } from "./run.js";
 import { treeCpuMs } from "./cpu.js";
 
+/** The gRPC path of RecordService.WriteRecords, for the benches' raw callers. */
+export const WRITE_PATH = `/${RecordService.typeName}/${RecordService.method.writeRecords.name}`;
+
 export interface LoopResult {
   unitsPerSecond: number;
   latenciesMs: number[];

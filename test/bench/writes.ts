@@ -15,17 +15,15 @@
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import pg from "pg";
 import { MutationSchema, type Mutation, type ValueSchema } from "../../gen/deltamesh/v1/types_pb.js";
-import { RecordService } from "../../gen/deltamesh/v1/records_pb.js";
 import type { BenchContext } from "./run.js";
 import { treeCpuMs } from "./cpu.js";
 import { H2UnaryClient } from "./h2-unary.js";
-import { closedLoop, formatRate, percentile, startBenchServer, type LoopResult } from "./support.js";
+import { closedLoop, formatRate, percentile, startBenchServer, WRITE_PATH, type LoopResult } from "./support.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const RECORDS = 20_000;
 const COUNTER_WIDTH = 10;
 const COUNTER_PLACEHOLDER = "#".repeat(COUNTER_WIDTH);
-const WRITE_PATH = `/${RecordService.typeName}/${RecordService.method.writeRecords.name}`;
 
 type ValueInit = MessageInitShape<typeof ValueSchema>;
 const str = (value: string): ValueInit => ({ kind: { case: "stringValue", value } });

@@ -223,9 +223,14 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   };
 
   const unaryHandler =
-    (service: ServedService["service"], method: DescMethod, fn: WrappedUnary): grpc.handleUnaryCall<Buffer, Uint8Array> =>
+    (
+      service: ServedService["service"],
+      method: DescMethod,
+      fn: WrappedUnary,
+      fast = opts.fastDecoders?.get(method.input.typeName),
+    ): grpc.handleUnaryCall<Buffer, Uint8Array> =>
     (call, callback) => {
-      const req = decodeInput(method.input, call.request, opts.fastDecoders?.get(method.input.typeName));
+      const req = decodeInput(method.input, call.request, fast);
       if (req instanceof ConnectError) {
         callback(statusOf(req, undefined, log));
         return;
@@ -303,9 +308,14 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   };
 
   const streamHandler =
-    (service: ServedService["service"], method: DescMethod, fn: WrappedServerStream): grpc.handleServerStreamingCall<Buffer, Uint8Array> =>
+    (
+      service: ServedService["service"],
+      method: DescMethod,
+      fn: WrappedServerStream,
+      fast = opts.fastDecoders?.get(method.input.typeName),
+    ): grpc.handleServerStreamingCall<Buffer, Uint8Array> =>
     (call) => {
-      const req = decodeInput(method.input, call.request, opts.fastDecoders?.get(method.input.typeName));
+      const req = decodeInput(method.input, call.request, fast);
       if (req instanceof ConnectError) {
         call.emit("error", statusOf(req, undefined, log));
         return;
