@@ -337,7 +337,7 @@ export class RecordStore {
         ];
         const results = statements.length > 0 ? await tx.run(statements) : [];
         const holders = lookups.length > 0 ? holdersOf(results.shift()!.rows as IdentityRow[]) : new Map<string, string>();
-        const applied = ids.length > 0 ? appliedOf(results.shift()!.rows as AppliedRow[]) : new Map<string, MutationResult>();
+        const applied = ids.length > 0 ? appliedOf(results.shift()!.rows as AppliedRow[], (seq) => this.cursorOf(seq)) : new Map<string, MutationResult>();
         const locked = new Map(locking ? (results.shift()!.rows as RecordRow[]).map((r) => [recordKeyString(r), toRecord(r)]) : []);
         return { holders, applied, locked };
       },
@@ -371,27 +371,21 @@ export class RecordStore {
         sequencingLockKey(this.sequencing),
       ],
     };
-    // Without idempotency rows, the write and COMMIT share one round trip.
-    const [res] = e.applied.length === 0 && commit ? await tx.commit([write]) : await tx.run([write]);
+    // Idempotency rows go in after the change rows, still under the lock,
+    // and in the same round trip as them and COMMIT: each finds the seq of
+    // its change itself (seqs exist only once the rows are sequenced).
+    const statements = e.applied.length > 0 ? [write, appliedInsert(e.applied, e.changes)] : [write];
+    const [res] = commit ? await tx.commit(statements) : await tx.run(statements);
     // Seqs ascend with the input (see sortedSeqs): sorted, they are the rows' seqs in order.
     const written = (res!.rows as { seq: string; commit_time: Date }[])
       .map((r) => ({ seq: BigInt(r.seq), commitTime: r.commit_time }))
       .sort((a, b) => compareSeqs(a.seq, b.seq));
     const seqs = written.map((w) => w.seq);
     const logChanges = wantLogChanges ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, rowJson[i]!.length)) : [];
-    if (e.applied.length === 0) return { seqs, logChanges };
-    // Idempotency rows need the cursors, which exist only once the change
-    // rows are sequenced: they go in after them, still under the lock.
     for (const a of e.applied) {
       const seq = a.changeIndex === null ? undefined : seqs[a.changeIndex];
       if (seq !== undefined) a.result.cursor = this.cursorOf(seq);
     }
-    const insert: Statement = {
-      text: `INSERT INTO applied_mutations (tenant, client_mutation_id, result)
-             SELECT tenant, cmid, result FROM json_to_recordset($1::json) AS x(tenant text, cmid text, result json)`,
-      values: [JSON.stringify(e.applied.map((a) => ({ tenant: a.tenant, cmid: a.clientMutationId, result: toResultJson(a.result) })))],
-    };
-    await (commit ? tx.commit([insert]) : tx.run([insert]));
     return { seqs, logChanges };
   }
 
@@ -448,19 +442,51 @@ interface AppliedRow {
   tenant: string;
   client_mutation_id: string;
   result: ResultJson;
+  /** Null for a mutation that changed nothing, and for rows written before migration 0010 (their result holds the cursor). */
+  seq: string | null;
 }
 
 function appliedStatement(ids: readonly { tenant: string; clientMutationId: string }[]): Statement {
   return {
     text: `SELECT a.* FROM json_to_recordset($1::json) AS k(tenant text, cmid text) CROSS JOIN LATERAL
-             (SELECT tenant, client_mutation_id, result FROM applied_mutations
+             (SELECT tenant, client_mutation_id, result, seq FROM applied_mutations
                WHERE tenant = k.tenant AND client_mutation_id = k.cmid) a`,
     values: [JSON.stringify(ids.map((i) => ({ tenant: i.tenant, cmid: i.clientMutationId })))],
   };
 }
 
-function appliedOf(rows: readonly AppliedRow[]): Map<string, MutationResult> {
-  return new Map(rows.map((r) => [`${r.tenant}\u0000${r.client_mutation_id}`, fromResultJson(r.result)]));
+function appliedOf(rows: readonly AppliedRow[], cursorOf: (seq: bigint) => string): Map<string, MutationResult> {
+  return new Map(
+    rows.map((r) => {
+      const result = fromResultJson(r.result);
+      if (r.seq !== null) result.cursor = cursorOf(BigInt(r.seq));
+      return [`${r.tenant}\u0000${r.client_mutation_id}`, result];
+    }),
+  );
+}
+
+/**
+ * Idempotency rows of a batch, inserted after its change rows in the same
+ * transaction: each finds the seq of the change it made by record and version
+ * (the newest change of that record, so one backward index step).
+ */
+function appliedInsert(applied: readonly AppliedMutation[], changes: readonly ChangeDraft[]): Statement {
+  return {
+    text: `INSERT INTO applied_mutations (tenant, client_mutation_id, result, seq)
+           SELECT x.tenant, x.cmid, x.result,
+                  (SELECT c.seq FROM changes c
+                    WHERE c.tenant = x.tenant AND c.collection = x.collection AND c.record_id = x.rid AND c.new_version = x.nv
+                    ORDER BY c.seq DESC LIMIT 1)
+             FROM json_to_recordset($1::json) AS x(tenant text, cmid text, result json, collection text, rid text, nv bigint)`,
+    values: [
+      JSON.stringify(
+        applied.map((a) => {
+          const c = a.changeIndex === null ? null : changes[a.changeIndex]!;
+          return { tenant: a.tenant, cmid: a.clientMutationId, result: toResultJson(a.result), collection: c?.collection ?? null, rid: c?.recordId ?? null, nv: c?.newVersion ?? null };
+        }),
+      ),
+    ],
+  };
 }
 
 /**

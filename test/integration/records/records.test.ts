@@ -123,6 +123,40 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     expect(await countRows("changes", "record_id = $1", [id])).toBe(1);
   });
 
+  it("retries of several mutations of one record in one write each get their own first outcome and cursor", async () => {
+    const id = uid("c");
+    const [a, b, c] = [uid("m"), uid("m"), uid("m")];
+    const batch: MutationInit[] = [
+      { ref: byId(id), set: { region, name: str("One") }, clientMutationId: a },
+      { ref: byId(id), set: { name: str("Two") }, clientMutationId: b },
+      // Changes nothing: no change row, no cursor.
+      { ref: byId(id), set: { name: str("Two") }, clientMutationId: c },
+    ];
+    const first = (await write(...batch)).results;
+    expect(first.map((r) => r.version)).toEqual([1n, 2n, 2n]);
+    expect(first[0]!.cursor).not.toBe(first[1]!.cursor);
+    expect(first[2]!.cursor).toBe("");
+    const retry = (await write(...batch)).results;
+    expect(retry.map((r) => [r.replayed, r.version, r.cursor])).toEqual(first.map((r) => [true, r.version, r.cursor]));
+    expect(await countRows("changes", "record_id = $1", [id])).toBe(2);
+  });
+
+  it("replays idempotency results stored before their seq had a column (migration 0010) with the cursor they hold", async () => {
+    const id = uid("c");
+    const cmid = uid("m");
+    const m = { ref: byId(id), set: { region, name: str("Old") }, clientMutationId: cmid };
+    const first = (await write(m)).results[0]!;
+    // As a node of the previous version stored it: the cursor in the result, no seq.
+    await db.query(
+      `UPDATE applied_mutations SET seq = NULL, result = jsonb_set(result::jsonb, '{cursor}', to_jsonb($2::text))::json
+        WHERE client_mutation_id = $1`,
+      [cmid, first.cursor],
+    );
+    const retry = (await write(m)).results[0]!;
+    expect(retry.replayed).toBe(true);
+    expect(retry.cursor).toBe(first.cursor);
+  });
+
   it("unknown collection is NOT_FOUND naming it", async () => {
     const err = await rejection(write({ ref: byId("x", "customerz"), set: { region, name: str("A") } }));
     expect(err.code).toBe(Code.NotFound);
