@@ -466,18 +466,22 @@ function appliedOf(rows: readonly AppliedRow[], cursorOf: (seq: bigint) => strin
 }
 
 /**
- * Idempotency rows of a batch, inserted after its change rows in the same
- * transaction: each finds the seq of the change it made by record and version
- * (the newest change of that record, so one backward index step).
+ * Idempotency rows of a batch ($1), inserted after its change rows in the
+ * same transaction: each finds the seq of the change it made by record and
+ * version, walking the record's changes back from its newest (the one it
+ * looks for is among the last few).
  */
+export const APPLIED_INSERT_SQL = `
+  INSERT INTO applied_mutations (tenant, client_mutation_id, result, seq)
+  SELECT x.tenant, x.cmid, x.result,
+         (SELECT c.seq FROM changes c
+           WHERE c.tenant = x.tenant AND c.collection = x.collection AND c.record_id = x.rid AND c.new_version = x.nv
+           ORDER BY c.seq DESC LIMIT 1)
+    FROM json_to_recordset($1::json) AS x(tenant text, cmid text, result json, collection text, rid text, nv bigint)`;
+
 function appliedInsert(applied: readonly AppliedMutation[], changes: readonly ChangeDraft[]): Statement {
   return {
-    text: `INSERT INTO applied_mutations (tenant, client_mutation_id, result, seq)
-           SELECT x.tenant, x.cmid, x.result,
-                  (SELECT c.seq FROM changes c
-                    WHERE c.tenant = x.tenant AND c.collection = x.collection AND c.record_id = x.rid AND c.new_version = x.nv
-                    ORDER BY c.seq DESC LIMIT 1)
-             FROM json_to_recordset($1::json) AS x(tenant text, cmid text, result json, collection text, rid text, nv bigint)`,
+    text: APPLIED_INSERT_SQL,
     values: [
       JSON.stringify(
         applied.map((a) => {

@@ -7,7 +7,7 @@
 // taken on an empty table and 30,000 keys were added.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IDENTITY_LOOKUP_SQL, LOCK_RECORDS_SQL, RecordStore } from "../../../services/store/record-store.js";
+import { APPLIED_INSERT_SQL, IDENTITY_LOOKUP_SQL, LOCK_RECORDS_SQL, RecordStore } from "../../../services/store/record-store.js";
 import { testDatabaseUrl } from "../../support/env.js";
 
 const KEYS = 15_000;
@@ -112,5 +112,33 @@ describe("identity lookups", () => {
     const onKeys = nodes(removal!.Plan).filter((n) => n["Relation Name"] === "record_keys");
     expect(onKeys.map((n) => n["Node Type"])).not.toContain("Seq Scan");
     expect(onKeys.map((n) => `${n["Node Type"]} ${n["Index Name"] ?? ""}`.trim())).toContain("Index Scan record_keys_pkey");
+  });
+
+  it("find the seq of each idempotency row's change by an index probe of the change log, even with statistics of an empty log", async () => {
+    await db.query("BEGIN");
+    try {
+      await db.query("ALTER TABLE changes SET (autovacuum_enabled = false)");
+      await db.query("ANALYZE changes");
+      await db.query(
+        `INSERT INTO changes (tenant, collection, record_id, old_version, new_version, delta, created, deleted, actor, source, device, client_mutation_id)
+         SELECT 'default', 'customers', 'r' || (i % 5000), i / 5000, i / 5000 + 1, '{}', false, false, 'a', 's', '', ''
+           FROM generate_series(1, 30000) i`,
+      );
+      const rows = Array.from({ length: 500 }, (_, i) => ({
+        tenant: "default",
+        cmid: `m${i}`,
+        result: {},
+        collection: "customers",
+        rid: `r${i * 7}`,
+        nv: 3,
+      }));
+      const res = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${APPLIED_INSERT_SQL}`, [JSON.stringify(rows)]);
+      const onChanges = nodes(res.rows[0]!["QUERY PLAN"][0].Plan).filter((n) => n["Relation Name"] === "changes");
+      expect(onChanges.length).toBeGreaterThan(0);
+      expect(onChanges.map((n) => n["Node Type"])).not.toContain("Seq Scan");
+      expect(onChanges.map((n) => n["Node Type"]).every((t) => t.startsWith("Index"))).toBe(true);
+    } finally {
+      await db.query("ROLLBACK");
+    }
   });
 });
