@@ -145,7 +145,8 @@ export interface WriteTx {
   /**
    * Writes everything and commits, in the same round trip unless `commit` is
    * false (the transaction then stays open; tests pause there, holding the
-   * sequencing lock). Fills `cursor` of applied results.
+   * sequencing lock). Results get their cursors from the returned seqs
+   * (the caller's job): idempotency rows store the seq, not the cursor.
    */
   apply(effects: WriteEffects, opts?: ApplyOptions): Promise<AppliedWrites>;
 }
@@ -382,10 +383,6 @@ export class RecordStore {
       .sort((a, b) => compareSeqs(a.seq, b.seq));
     const seqs = written.map((w) => w.seq);
     const logChanges = wantLogChanges ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, rowJson[i]!.length)) : [];
-    for (const a of e.applied) {
-      const seq = a.changeIndex === null ? undefined : seqs[a.changeIndex];
-      if (seq !== undefined) a.result.cursor = this.cursorOf(seq);
-    }
     return { seqs, logChanges };
   }
 
