@@ -16,6 +16,13 @@ import type { SubscriberView } from "./view.js";
 /** Placeholder for slots of forgotten recent changes (never read: they are below recentHead). */
 const FORGOTTEN = null as unknown as LogChange;
 
+/**
+ * Most own commits held behind a gap. A gap normally fills within a
+ * millisecond or two; a larger backlog means the tailer is behind and will
+ * read these anyway.
+ */
+const MAX_HELD = 10_000;
+
 /** Encodes one event for one view; injected so the hub needs no schemas. */
 export type EventEncoder = (ev: StreamEvent, cursor: string) => Uint8Array;
 
@@ -53,6 +60,10 @@ export class ChangeHub {
   /** Groups by `${tenant}\0${collection}`. */
   private readonly scopes = new Map<string, Set<Group>>();
   private readonly live = new Set<Subscriber>();
+  /** This node's own commits waiting behind a gap in the log (publishNext), by seq. */
+  private readonly held = new Map<bigint, LogChange>();
+  /** whenPublished callers, resolved once the hub passes their seq (or restarts). */
+  private waiters: { seq: bigint; done: () => void }[] = [];
   /** Events encoded since start (tests count encodes per view with it). */
   encodes = 0;
 
@@ -69,6 +80,8 @@ export class ChangeHub {
   /** Starts (or restarts) at a log position with nothing recent. */
   reset(position: bigint): void {
     this.positionSeq = position;
+    this.held.clear();
+    this.releaseWaiters(() => true);
     this.forgetAll(position);
   }
 
@@ -83,6 +96,8 @@ export class ChangeHub {
     if (position <= this.positionSeq) return true;
     this.positionSeq = position;
     this.positionCommitMs = commitMs;
+    this.held.clear();
+    this.releaseWaiters(() => true);
     this.forgetAll(position);
     return true;
   }
@@ -157,18 +172,40 @@ export class ChangeHub {
    * Publishes changes this node has just committed, ahead of the tailer, as
    * far as they continue the log exactly where the hub stands (seq = position
    * + 1, + 2, ...). A gap may hide a change another writer committed that the
-   * tailer has not read yet, so from a gap on the tailer publishes (it skips
-   * what was published here). Returns how many were published.
+   * tailer has not read yet, so changes after a gap are held until the gap
+   * fills: usually by this node's own commit whose reply arrived a moment
+   * later on another connection, else by the tailer's next page. Returns how
+   * many were published now (held ones included).
    */
   publishNext(changes: readonly LogChange[]): number {
-    let n = 0;
-    while (n < changes.length && changes[n]!.seq === this.positionSeq + BigInt(n) + 1n) n++;
-    if (n > 0) this.publish(n === changes.length ? changes : changes.slice(0, n));
-    return n;
+    for (const c of changes) if (c.seq > this.positionSeq) this.held.set(c.seq, c);
+    // The tailer reads everything anyway: past this bound holding is not worth the memory.
+    if (this.held.size > MAX_HELD) this.held.clear();
+    return this.publishHeld();
   }
 
-  /** Publishes changes in log order (the tailer's pages). */
+  /** Publishes changes in log order (the tailer's pages), then any held own commits they connect to. */
   publish(changes: readonly LogChange[]): void {
+    this.deliver(changes);
+    this.publishHeld();
+  }
+
+  /** The held own commits that continue the log now; forgets those the log has passed. */
+  private publishHeld(): number {
+    if (this.held.size === 0) return 0;
+    const run: LogChange[] = [];
+    for (let next = this.positionSeq + 1n; ; next++) {
+      const c = this.held.get(next);
+      if (!c) break;
+      this.held.delete(next);
+      run.push(c);
+    }
+    this.deliver(run);
+    for (const seq of this.held.keys()) if (seq <= this.positionSeq) this.held.delete(seq);
+    return run.length;
+  }
+
+  private deliver(changes: readonly LogChange[]): void {
     if (changes.length === 0) return;
     const overflowed: Subscriber[] = [];
     for (const c of changes) {
@@ -193,6 +230,27 @@ export class ChangeHub {
     }
     for (const sub of overflowed) this.detach(sub);
     for (const sub of this.live) sub.advance(this.positionSeq, this.positionCommitMs);
+    if (this.waiters.length > 0) this.releaseWaiters((seq) => seq <= this.positionSeq);
+  }
+
+  /**
+   * Resolves once the hub has published up to `seq` (at once when it has),
+   * or has restarted elsewhere (reset, skipTo, expire). Writers wait on it so
+   * that their acknowledgement never overtakes the change on this node's
+   * streams.
+   */
+  whenPublished(seq: bigint): Promise<void> {
+    if (seq <= this.positionSeq) return Promise.resolve();
+    return new Promise((done) => this.waiters.push({ seq, done }));
+  }
+
+  private releaseWaiters(released: (seq: bigint) => boolean): void {
+    const keep: { seq: bigint; done: () => void }[] = [];
+    for (const w of this.waiters) {
+      if (released(w.seq)) w.done();
+      else keep.push(w);
+    }
+    this.waiters = keep;
   }
 
   /**

@@ -147,11 +147,18 @@ export class ChangeStreams implements StreamStatsSource {
   /**
    * Changes the write path of this node has just committed: live streams get
    * them now rather than after the commit notification, the tailer's batch
-   * delay and a read (the tailer still reads them, and any it could not
-   * place; see ChangeHub.publishNext).
+   * delay and a read (the tailer still reads them). Changes the hub cannot
+   * place yet (see ChangeHub.publishNext) make the tailer read at once; the
+   * returned promise resolves once the streams have them all, and the writer
+   * waits for it before acknowledging.
    */
-  committed(changes: readonly LogChange[]): void {
+  committed(changes: readonly LogChange[]): Promise<void> | undefined {
+    if (changes.length === 0) return undefined;
     this.hub.publishNext(changes);
+    const last = changes[changes.length - 1]!.seq;
+    if (last <= this.hub.position) return undefined;
+    this.tailer.readNow();
+    return this.hub.whenPublished(last);
   }
 
   /**

@@ -25,7 +25,9 @@ const MAX_BACKOFF_MS = 5_000;
 export class ChangeTailer {
   private stopped = false;
   private notified = false;
-  private sleeper: { wakeable: boolean; done: () => void } | null = null;
+  /** A read is wanted without the batch delay (readNow). */
+  private urgent = false;
+  private sleeper: { wakeable: "notified" | "urgent" | "stop"; done: () => void } | null = null;
   private listener: ChangeListener | null = null;
   private loop: Promise<void> | null = null;
   private listenRetry: NodeJS.Timeout | null = null;
@@ -60,10 +62,22 @@ export class ChangeTailer {
     await this.listener?.close();
   }
 
-  /** Reads now (a commit notification, or a test). */
+  /** Reads now (a commit notification, or a test); the batch delay still lets a burst land. */
   wake(): void {
     this.notified = true;
-    if (this.sleeper?.wakeable) this.sleeper.done();
+    if (this.sleeper?.wakeable === "notified") this.sleeper.done();
+  }
+
+  /**
+   * Reads now, skipping the batch delay: this node committed a change the hub
+   * cannot place yet (a gap before it), and a writer waits for it. Every
+   * lower seq is committed already (see services/store/sequencing.ts), so
+   * one read fills the gap. A retry backoff is not cut short.
+   */
+  readNow(): void {
+    this.notified = true;
+    this.urgent = true;
+    if (this.sleeper && this.sleeper.wakeable !== "stop") this.sleeper.done();
   }
 
   private async listen(attempt: number): Promise<void> {
@@ -102,18 +116,19 @@ export class ChangeTailer {
       } catch (e) {
         failures++;
         this.log.warn({ err: e, failures }, "change-log read failed; retrying");
-        await this.sleep(Math.min(MAX_BACKOFF_MS, 50 * 2 ** failures), false);
+        await this.sleep(Math.min(MAX_BACKOFF_MS, 50 * 2 ** failures), "stop");
         continue;
       }
-      await this.sleep(this.settings().pollIntervalMs, true);
+      await this.sleep(this.settings().pollIntervalMs, "notified");
       // Let a burst of commits land, so one read (and one message per subscriber) carries them all.
       const delay = this.settings().batchDelayMs;
-      if (this.notified && delay > 0 && !this.stopped) await this.sleep(delay, false);
+      if (this.notified && delay > 0 && !this.stopped) await this.sleep(delay, "urgent");
     }
   }
 
   private async drain(): Promise<void> {
     this.notified = false;
+    this.urgent = false;
     if (!this.wanted() && (await this.skipToEnd())) return;
     for (;;) {
       const limit = this.pages.next;
@@ -155,9 +170,9 @@ export class ChangeTailer {
     return d > 0n ? d : 0n;
   }
 
-  /** Sleeps `ms`; with `wakeable`, a notification ends it early. `stop()` always does. */
-  private sleep(ms: number, wakeable: boolean): Promise<void> {
-    if (this.stopped || (wakeable && this.notified)) return Promise.resolve();
+  /** Sleeps `ms`, ended early by `stop()` and by what `wakeable` names: a notification (or more), an urgent read, or nothing else. */
+  private sleep(ms: number, wakeable: "notified" | "urgent" | "stop"): Promise<void> {
+    if (this.stopped || (wakeable === "notified" && this.notified) || (wakeable === "urgent" && this.urgent)) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);

@@ -57,8 +57,12 @@ export interface MutationGuard {
 export interface CommitListener {
   /** Whether anyone would receive committed changes now (else they are not built). */
   listening(): boolean;
-  /** Called after COMMIT with the batch's change rows, in seq order. */
-  committed(changes: LogChange[]): void;
+  /**
+   * Called after COMMIT with the batch's change rows, in seq order. A promise:
+   * the streams do not have them all yet and the writers' acknowledgements
+   * wait for it (at most ACK_WAIT_MS).
+   */
+  committed(changes: LogChange[]): Promise<void> | undefined;
 }
 
 export interface WritePipelineOptions {
@@ -86,6 +90,12 @@ type RequestOutcome = { ok: true; results: MutationResult[] } | { ok: false; err
 class StaleIdentityError extends Error {}
 
 const MAX_ATTEMPTS = 4;
+/**
+ * Longest an acknowledgement waits for this node's streams to place its
+ * changes (CommitListener.committed): normally the gap before them fills
+ * within a round trip to PostgreSQL.
+ */
+const ACK_WAIT_MS = 100;
 
 export class WritePipeline {
   private readonly queue: Pending[] = [];
@@ -175,8 +185,25 @@ export class WritePipeline {
       return;
     }
     committing();
-    if (logChanges.length > 0) this.commits?.committed(logChanges);
-    outcomes.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.results) : batch[i]!.reject(o.error)));
+    const settle = () => outcomes.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.results) : batch[i]!.reject(o.error)));
+    if (logChanges.length === 0 || !this.commits) return settle();
+    // Subscribers on this node hear of a change no later than its writer:
+    // streams that keep up write their messages in this turn of the event
+    // loop, the acknowledgements go in the next (a pause between the two,
+    // such as a garbage collection, then delays the acknowledgement rather
+    // than the delivery).
+    const handed = this.commits.committed(logChanges);
+    if (!handed) return void setImmediate(settle);
+    let settled = false;
+    const settleOnce = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      settle();
+    };
+    // Bounded: a tailer that cannot read must not hold writes up.
+    const timer = setTimeout(settleOnce, ACK_WAIT_MS);
+    void handed.then(() => setImmediate(settleOnce));
   }
 
   /** `committing` is called once the batch has merged and starts writing: the next batch may form. */

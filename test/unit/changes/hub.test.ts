@@ -64,7 +64,7 @@ describe("ChangeHub", () => {
     expect(text(s)).toBe("upsert@c8;");
   });
 
-  it("publishes a writer's own commits only where they continue the log, leaving gaps and the rest to the tailer", () => {
+  it("publishes a writer's own commits where they continue the log, holding those after a gap until it fills", () => {
     const { h } = hub();
     h.reset(10n);
     const s = sub(all, 10n);
@@ -72,15 +72,44 @@ describe("ChangeHub", () => {
     expect(h.hasLiveSubscribers).toBe(true);
     // 11 and 12 continue the log at 10.
     expect(h.publishNext([created(11, "east_china"), created(12, "east_china")])).toBe(2);
-    // 14 may be preceded by an unread 13 from another writer: nothing is published from the gap on.
+    // 14 may be preceded by an unread 13 from another writer: held, nothing published.
     expect(h.publishNext([created(14, "east_china"), created(15, "east_china")])).toBe(0);
     expect(h.position).toBe(12n);
-    // A batch that continues the log and then has a gap: its leading run only.
-    expect(h.publishNext([created(13, "east_china"), created(15, "east_china")])).toBe(1);
-    // The tailer then reads everything after 12: what was already published is skipped.
-    h.publish([13, 14, 15].map((seq) => created(seq, "east_china")));
-    expect(text(s)).toBe("upsert@c11;upsert@c12;upsert@c13;upsert@c14;upsert@c15;");
+    expect(text(s)).toBe("upsert@c11;upsert@c12;");
+    // This node's own 13 (its reply came later on another connection) fills the gap: 13, 14, 15 go out in order.
+    expect(h.publishNext([created(13, "east_china")])).toBe(3);
     expect(h.position).toBe(15n);
+    // 17 waits behind 16, which another writer committed: the tailer's page publishes 16, then the held 17.
+    expect(h.publishNext([created(17, "east_china")])).toBe(0);
+    h.publish([created(16, "north_china")]);
+    expect(h.position).toBe(17n);
+    // The tailer then reads 17 itself: already published, skipped.
+    h.publish([created(17, "east_china")]);
+    expect(text(s)).toBe("upsert@c13;upsert@c14;upsert@c15;upsert@c16;upsert@c17;");
+    // A held change whose gap never fills (a rolled-back seq) is forgotten once the tailer passes it.
+    expect(h.publishNext([created(20, "east_china")])).toBe(0);
+    h.publish([18, 19, 20, 21].map((seq) => created(seq, "east_china")));
+    expect(text(s)).toBe("upsert@c18;upsert@c19;upsert@c20;upsert@c21;");
+    expect(h.publishNext([created(21, "east_china")])).toBe(0);
+    expect(text(s)).toBe("");
+  });
+
+  it("tells a waiting writer once its change is published, or once the hub restarts elsewhere", async () => {
+    const { h } = hub();
+    h.reset(10n);
+    const settled: string[] = [];
+    await h.whenPublished(10n); // already there
+    void h.whenPublished(12n).then(() => settled.push("12"));
+    void h.whenPublished(13n).then(() => settled.push("13"));
+    h.publishNext([created(12, "east_china")]); // held behind 11
+    await Promise.resolve();
+    expect(settled).toEqual([]);
+    h.publish([created(11, "east_china")]); // the tailer fills the gap: 11, then the held 12
+    await Promise.resolve();
+    expect(settled).toEqual(["12"]);
+    h.reset(20n); // restarted (expired, say): nothing to wait for any more
+    await Promise.resolve();
+    expect(settled).toEqual(["12", "13"]);
   });
 
   it("only a caught-up subscriber attaches, and nothing at or below its position is queued", () => {
