@@ -9,7 +9,7 @@
 // The load client shares the two cores with the server and PostgreSQL, so it
 // is kept cheap: requests are encoded once as byte templates whose fixed-width
 // counter is patched per call, sent as plain gRPC over node:http2
-// (./h2-unary.ts: ~180 µs of client CPU a call where @grpc/grpc-js took
+// (./h2-client.ts: ~180 µs of client CPU a call where @grpc/grpc-js took
 // ~350), and the acknowledgement is the OK status and the response message
 // (the server answers only after COMMIT).
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
@@ -17,7 +17,7 @@ import pg from "pg";
 import { MutationSchema, type Mutation, type ValueSchema } from "../../gen/deltamesh/v1/types_pb.js";
 import type { BenchContext } from "./run.js";
 import { treeCpuMs } from "./cpu.js";
-import { H2UnaryClient } from "./h2-unary.js";
+import { H2GrpcClient } from "./h2-client.js";
 import { closedLoop, formatRate, percentile, startBenchServer, WRITE_PATH, type LoopResult } from "./support.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -163,7 +163,7 @@ async function rawPg(url: string, connections: number, rowsPerTx: number): Promi
 
 export async function writesBench(ctx: BenchContext): Promise<void> {
   const server = await startBenchServer(ctx);
-  const client = new H2UnaryClient(server.grpcAddress);
+  const client = new H2GrpcClient(server.grpcAddress);
   const serverCpu = () => treeCpuMs(server.server.pid) / 1000;
   const postgresCpu = () => treeCpuMs(server.postgresPid) / 1000;
   const api = async (templates: MutationTemplate[], batch: number, callers: number, seconds = SECONDS): Promise<ApiResult> => {
