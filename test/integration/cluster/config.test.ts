@@ -20,13 +20,14 @@ import { parseConfigText } from "../../../services/config/parse.js";
 import { scratchDir } from "../../support/env.js";
 import { rejection, str } from "../../support/rpc.js";
 import { ageWholeLog, floorOf } from "./sql.js";
-import { ownEntry, startTestCluster, waitFor, type TestCluster } from "./support.js";
+import { ownEntry, showNodeLogsOnFailure, startTestCluster, waitFor, type TestCluster } from "./support.js";
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL("../../../bin/deltamesh.mjs", import.meta.url));
 const NODES = [0, 1, 2];
 
 let c: TestCluster;
+showNodeLogsOnFailure(() => c);
 let etcd: Etcd3;
 beforeAll(async () => {
   c = await startTestCluster("config");

@@ -15,9 +15,10 @@ import { startTestNode } from "../../support/node.js";
 import { copyJson, serverCopy } from "../../support/streams.js";
 import { rejection } from "../../support/rpc.js";
 import { ageWholeLog, count, floorOf } from "./sql.js";
-import { TTL_S, customer, ownEntry, startTestCluster, waitFor, writeLoad, type TestCluster } from "./support.js";
+import { TTL_S, customer, ownEntry, showNodeLogsOnFailure, startTestCluster, waitFor, writeLoad, type TestCluster } from "./support.js";
 
 let c: TestCluster;
+showNodeLogsOnFailure(() => c);
 beforeAll(async () => {
   c = await startTestCluster("failover");
 });

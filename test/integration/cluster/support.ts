@@ -3,6 +3,7 @@
 // of its own) and an etcd of its own (the tests restart it), with clients
 // per node and the waits and background writers the proofs need.
 import { readFile, writeFile } from "node:fs/promises";
+import { afterEach } from "vitest";
 import path from "node:path";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -21,6 +22,26 @@ export const TTL_S = 2;
 
 /** Retention in the test config: anything planted over an hour old is expired; duties run five times a second. */
 export const TEST_RETENTION = "\nretention:\n  change_log: 1h\n  conflict_tickets: 1h\n  idempotency: 1h\n  interval: 200ms\n";
+
+/** Lines of each node's log shown when a test fails. */
+const LOG_TAIL_LINES = 60;
+
+/**
+ * When a test of this file fails, prints the end of every node's log: the
+ * cluster's folder is deleted with the run's state, and a failure that shows
+ * up once in CI is otherwise left without the nodes' side of the story.
+ */
+export function showNodeLogsOnFailure(cluster: () => TestCluster | undefined): void {
+  afterEach(async (ctx) => {
+    const c = cluster();
+    if (ctx.task.result?.state !== "fail" || !c) return;
+    for (const n of c.local.nodes) {
+      const text = await readFile(n.logFile, "utf8").catch((e: Error) => `(no log: ${e.message})`);
+      const tail = text.trimEnd().split("\n").slice(-LOG_TAIL_LINES).join("\n");
+      console.error(`--- ${n.id} (${n.grpcAddress}), last ${LOG_TAIL_LINES} lines of ${n.logFile} after "${ctx.task.name}" failed:\n${tail}`);
+    }
+  });
+}
 
 export interface TestCluster {
   local: LocalCluster;
