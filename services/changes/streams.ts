@@ -150,7 +150,7 @@ export class ChangeStreams implements StreamStatsSource {
    * delay and a read (the tailer still reads them). Changes the hub cannot
    * place yet (see ChangeHub.publishNext) make the tailer read at once; the
    * returned promise resolves once the streams have them all, and the writer
-   * waits for it before acknowledging.
+   * waits for it before acknowledging (unless the tailer is behind anyway).
    */
   committed(changes: readonly LogChange[]): Promise<void> | undefined {
     if (changes.length === 0) return undefined;
@@ -158,6 +158,9 @@ export class ChangeStreams implements StreamStatsSource {
     const last = changes[changes.length - 1]!.seq;
     if (last <= this.hub.position) return undefined;
     this.tailer.readNow();
+    // Only a gap that just opened is waited for: a tailer that was behind
+    // already (streams lagging under load) would hold every write up.
+    if (this.tailer.behind() > 0n) return undefined;
     return this.hub.whenPublished(last);
   }
 

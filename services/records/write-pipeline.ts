@@ -60,7 +60,7 @@ export interface CommitListener {
   /**
    * Called after COMMIT with the batch's change rows, in seq order. A promise:
    * the streams do not have them all yet and the writers' acknowledgements
-   * wait for it (at most ACK_WAIT_MS).
+   * wait for it (at most maxAckWaitMs).
    */
   committed(changes: LogChange[]): Promise<void> | undefined;
 }
@@ -74,6 +74,8 @@ export interface WritePipelineOptions {
   maxConcurrentBatches?: number;
   /** How far ahead of server time a device's edit time is trusted (default 60 s). */
   maxClockSkewMs?: number;
+  /** Longest an acknowledgement waits for this node's streams to place its changes (default ACK_WAIT_MS). */
+  maxAckWaitMs?: number;
 }
 
 interface Pending {
@@ -95,7 +97,7 @@ const MAX_ATTEMPTS = 4;
  * changes (CommitListener.committed): normally the gap before them fills
  * within a round trip to PostgreSQL.
  */
-const ACK_WAIT_MS = 100;
+const ACK_WAIT_MS = 50;
 
 export class WritePipeline {
   private readonly queue: Pending[] = [];
@@ -106,6 +108,7 @@ export class WritePipeline {
   private readonly maxBatch: number;
   private readonly maxConcurrent: number;
   private readonly maxSkewMs: number;
+  private readonly maxAckWaitMs: number;
   private readonly commits: CommitListener | undefined;
   private idle: (() => void)[] = [];
 
@@ -117,6 +120,7 @@ export class WritePipeline {
     this.maxBatch = opts.maxBatchMutations ?? 512;
     this.maxConcurrent = opts.maxConcurrentBatches ?? 3;
     this.maxSkewMs = opts.maxClockSkewMs ?? 60_000;
+    this.maxAckWaitMs = opts.maxAckWaitMs ?? ACK_WAIT_MS;
     this.commits = opts.commits;
   }
 
@@ -202,7 +206,7 @@ export class WritePipeline {
       settle();
     };
     // Bounded: a tailer that cannot read must not hold writes up.
-    const timer = setTimeout(settleOnce, ACK_WAIT_MS);
+    const timer = setTimeout(settleOnce, this.maxAckWaitMs);
     void handed.then(() => setImmediate(settleOnce));
   }
 

@@ -61,12 +61,17 @@ describe("a write's acknowledgement and this node's streams", () => {
 
   it("waits for the streams to place changes they could not place at once", async () => {
     let place!: () => void;
-    const { listener, events } = recordingListener(() => new Promise<void>((resolve) => (place = resolve)));
-    const pipeline = new WritePipeline(store, () => schemas, { commits: listener });
+    let handed!: () => void;
+    const wasHanded = new Promise<void>((resolve) => (handed = resolve));
+    const { listener, events } = recordingListener(() => {
+      handed();
+      return new Promise<void>((resolve) => (place = resolve));
+    });
+    const pipeline = new WritePipeline(store, () => schemas, { commits: listener, maxAckWaitMs: 60_000 });
     const acknowledged = pipeline.write(request()).then(() => events.push("acknowledged"));
-    await expect.poll(() => events).toContain("next turn");
-    await new Promise((r) => setTimeout(r, 30));
-    expect(events).not.toContain("acknowledged");
+    await wasHanded;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events).toEqual(["handed", "stream wrote", "next turn"]);
     place();
     await acknowledged;
     expect(events.at(-1)).toBe("acknowledged");
@@ -74,12 +79,12 @@ describe("a write's acknowledgement and this node's streams", () => {
 
   it("acknowledges anyway after a short bound when the streams never place them (a tailer that cannot read)", async () => {
     const { listener } = recordingListener(() => new Promise<void>(() => undefined));
-    const pipeline = new WritePipeline(store, () => schemas, { commits: listener });
+    const pipeline = new WritePipeline(store, () => schemas, { commits: listener, maxAckWaitMs: 200 });
     const started = performance.now();
     const [result] = await pipeline.write(request());
     expect(result!.version).toBe(1);
     const waited = performance.now() - started;
-    expect(waited).toBeGreaterThanOrEqual(90);
+    expect(waited).toBeGreaterThanOrEqual(195);
     expect(waited).toBeLessThan(5_000);
   });
 
