@@ -187,10 +187,13 @@ export class ChangeHub {
   /** Publishes changes in log order (the tailer's pages), then any held own commits they connect to. */
   publish(changes: readonly LogChange[]): void {
     this.deliver(changes);
+    if (this.held.size === 0) return;
+    // The log may have passed held commits whose gap never filled (a rolled-back seq): forget those.
+    for (const seq of this.held.keys()) if (seq <= this.positionSeq) this.held.delete(seq);
     this.publishHeld();
   }
 
-  /** The held own commits that continue the log now; forgets those the log has passed. */
+  /** The held own commits that continue the log now. */
   private publishHeld(): number {
     if (this.held.size === 0) return 0;
     const run: LogChange[] = [];
@@ -201,7 +204,6 @@ export class ChangeHub {
       run.push(c);
     }
     this.deliver(run);
-    for (const seq of this.held.keys()) if (seq <= this.positionSeq) this.held.delete(seq);
     return run.length;
   }
 
