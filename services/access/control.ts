@@ -92,7 +92,12 @@ export class CallAccess {
     return new GrantSet(this.policy, this.principal, schema, action);
   }
 
-  /** Whether the caller may read `field` of some record (filters and identity lookups need it). */
+  /**
+   * Whether the caller may read `field` of some record: a filter or identity
+   * lookup on a field it may read in no record is refused up front. Whether a
+   * given record may match is the view's `reveals` (the field must be readable
+   * in that record, under the grants admitting it).
+   */
   mayRead(schema: CollectionSchema, field: string): boolean {
     const s = this.grants(schema, "read");
     return s.fieldsOf(s.grants, "readFields").has(field);
@@ -130,9 +135,14 @@ export class CallAccess {
     return e;
   }
 
-  /** A "not found" answer for a record that exists outside the caller's scope: audited, indistinguishable to the client. */
-  hidden(e: DomainError, action: Action, collection: string, recordId: string): DomainError {
-    return this.denied(withCause(e, { accessDenied: { action, reason: "OUT_OF_SCOPE", collection, recordId, fields: [] } } satisfies AccessDenial));
+  /**
+   * A "not found" answer for a record that exists outside the caller's scope,
+   * or was looked up by `fields` it hides from the caller: audited,
+   * indistinguishable to the client.
+   */
+  hidden(e: DomainError, action: Action, collection: string, recordId: string, fields: readonly string[] = []): DomainError {
+    const reason = fields.length > 0 ? "FIELD_NOT_READABLE" : "OUT_OF_SCOPE";
+    return this.denied(withCause(e, { accessDenied: { action, reason, collection, recordId, fields: [...fields] } } satisfies AccessDenial));
   }
 
   /** Queues an audit entry for sensitive fields read in clear. */

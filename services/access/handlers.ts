@@ -1,7 +1,7 @@
 // AccessService handlers: translate protobuf <-> the access domain and call
 // the config source, the policy engine and the audit store. No SQL here.
 import { create } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
   AccessService,
@@ -16,9 +16,9 @@ import {
 } from "../../gen/deltamesh/v1/access_pb.js";
 import type { ConfigSource } from "../config/source.js";
 import { DomainError, invalidArgument, type FieldViolation } from "../platform/errors.js";
-import { decodePageToken, encodePageToken, pageSize } from "../platform/page-token.js";
+import { pageSize, positions, type PageTokens } from "../platform/page-token.js";
 import { collectionOf, decodeRef } from "../records/convert.js";
-import { decodeFieldMap } from "../schema/values.js";
+import { decodeFieldMap, timestampToText } from "../schema/values.js";
 import { identityKeyString, type RecordStore } from "../store/record-store.js";
 import type { AuditStore } from "../store/audit-store.js";
 import { verifyChain } from "./audit-chain.js";
@@ -43,10 +43,22 @@ export interface AccessServiceDeps {
   access: AccessControl;
   store: RecordStore;
   audit: AuditStore;
+  pageTokens: PageTokens;
 }
 
 /** Entries read per round trip when verifying the chain. */
 const VERIFY_PAGE = 2000;
+
+/** A time filter as a Date (undefined when unset); one outside the protobuf Timestamp range is INVALID_ARGUMENT. */
+function filterTime(ts: Timestamp | undefined, field: string): Date | undefined {
+  if (!ts) return undefined;
+  if (timestampToText(ts) === null) {
+    throw invalidArgument(`${field} is out of range`, [
+      { field, description: "a timestamp from year 1 to 9999 with nanos from 0 to 999,999,999", reason: "OUT_OF_RANGE" },
+    ]);
+  }
+  return timestampDate(ts);
+}
 
 export function createAccessService(deps: AccessServiceDeps): ServiceImpl<typeof AccessService> {
   /** Answers a question about the caller, or (admins) about another principal of its tenant. */
@@ -93,8 +105,10 @@ export function createAccessService(deps: AccessServiceDeps): ServiceImpl<typeof
     const view = access.readable(resolved.collection);
     const { tenant } = access.principal;
     let id: string | undefined;
+    const lookedUpBy: string[] = [];
     if ("id" in resolved.target) id = resolved.target.id;
     else {
+      lookedUpBy.push(resolved.target.identity.field);
       access.requireReadableField(resolved.collection, resolved.target.identity.field, "question.record.identity.field");
       const lookup = { tenant, collection: resolved.collection.name, ...resolved.target.identity };
       id = (await deps.store.resolveIdentities([lookup])).get(identityKeyString(lookup));
@@ -106,6 +120,8 @@ export function createAccessService(deps: AccessServiceDeps): ServiceImpl<typeof
     });
     if (!record) throw missing;
     if (!view.inScope(record.fields)) throw access.hidden(missing, "read", resolved.collection.name, record.id);
+    // Found by an identity field this record hides from the caller: not found either (else it would confirm the value).
+    if (!view.reveals(record.fields, lookedUpBy)) throw access.hidden(missing, "read", resolved.collection.name, record.id, lookedUpBy);
     return record.fields;
   }
 
@@ -155,22 +171,22 @@ export function createAccessService(deps: AccessServiceDeps): ServiceImpl<typeof
       access.require("admin");
       const limit = pageSize(req.pageSize);
       const query = { a: req.actor, k: req.kind, c: req.collection, r: req.recordId, s: req.since?.seconds.toString(), u: req.until?.seconds.toString() };
-      const before = decodePageToken(req.pageToken, query);
+      const before = deps.pageTokens.decode(req.pageToken, query, positions.seq(BigInt(Number.MAX_SAFE_INTEGER)));
       const entries = await deps.audit.query({
         tenant: access.principal.tenant,
         actor: req.actor || undefined,
         kind: KIND_FROM_PB.get(req.kind),
         collection: req.collection || undefined,
         recordId: req.recordId || undefined,
-        since: req.since ? timestampDate(req.since) : undefined,
-        until: req.until ? timestampDate(req.until) : undefined,
-        beforeSeq: before ? Number(before) : undefined,
+        since: filterTime(req.since, "since"),
+        until: filterTime(req.until, "until"),
+        beforeSeq: before === undefined ? undefined : Number(before),
         limit: limit + 1,
       });
       const page = entries.slice(0, limit);
       return create(QueryAuditLogResponseSchema, {
         entries: page.map(auditEntryToPb),
-        nextPageToken: entries.length > limit ? encodePageToken(query, String(page[page.length - 1]!.seq)) : "",
+        nextPageToken: entries.length > limit ? deps.pageTokens.encode(query, String(page[page.length - 1]!.seq)) : "",
       });
     },
 

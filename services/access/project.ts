@@ -31,12 +31,15 @@ export function shownRecord(view: RecordView, rules: FieldRules, r: StoredRecord
 export function shownChange(view: RecordView, rules: FieldRules, c: ChangeEntry): Shown<ChangeEntry> {
   const p = view.projectWith(rules, c.set);
   const masked = new Set(p.masked);
+  // A decision's proposed value is a read of its field too (shown in clear: audited like `set`).
+  const unmaskedSensitive = new Set(p.unmaskedSensitive);
   const decisions = c.decisions
     .filter((d) => d.field === DELETED_FIELD || rules.visible.has(d.field))
     .map((d) => {
       if (d.proposed === undefined || d.proposed === null || !rules.visible.has(d.field)) return d;
       const proposed = view.projectWith(rules, { [d.field]: d.proposed });
       if (proposed.masked.length > 0) masked.add(d.field);
+      for (const f of proposed.unmaskedSensitive) unmaskedSensitive.add(f);
       return { ...d, proposed: proposed.fields[d.field] as StoredValue };
     });
   return {
@@ -48,13 +51,21 @@ export function shownChange(view: RecordView, rules: FieldRules, c: ChangeEntry)
       decisions,
     },
     masked: [...masked],
-    unmaskedSensitive: p.unmaskedSensitive,
+    unmaskedSensitive: [...unmaskedSensitive],
   };
 }
 
-/** One value of a field, as the rules show it; null when the field is not visible. */
-export function shownValue(view: RecordView, rules: FieldRules, field: string, value: StoredValue): { value: StoredValue; masked: boolean } | null {
+/**
+ * One value of a field, as the rules show it; null when the field is not
+ * visible. `unmaskedSensitive`: a sensitive value shown in clear (audit it).
+ */
+export function shownValue(
+  view: RecordView,
+  rules: FieldRules,
+  field: string,
+  value: StoredValue,
+): { value: StoredValue; masked: boolean; unmaskedSensitive: boolean } | null {
   if (!rules.visible.has(field)) return null;
   const p = view.projectWith(rules, { [field]: value });
-  return { value: p.fields[field] as StoredValue, masked: p.masked.length > 0 };
+  return { value: p.fields[field] as StoredValue, masked: p.masked.length > 0, unmaskedSensitive: p.unmaskedSensitive.length > 0 };
 }

@@ -52,6 +52,12 @@ export interface RecordView {
   inScope(fields: Fields): boolean;
   /** The field rules for a record in scope; null when out of scope. */
   rulesFor(fields: Fields): FieldRules | null;
+  /**
+   * Whether the record is in scope and each of `names` is readable in it
+   * (under the grants admitting it). A filter or identity lookup on a field
+   * the record hides must not match the record: that would reveal the value.
+   */
+  reveals(fields: Fields, names: readonly string[]): boolean;
   /** The record as this view shows it; null when out of scope. */
   project(fields: Fields): Projection | null;
   /** Projects with known rules (e.g. history entries shown by the record's current rules). */
@@ -112,6 +118,11 @@ export function viewFor(policy: Policy, principal: Principal, schema: Collection
     scoped: set.grants.some((g) => g.scope !== null),
     inScope: (fields) => set.admits(fields),
     rulesFor,
+    reveals(fields, names) {
+      if (names.length === 0) return set.admits(fields);
+      const rules = rulesFor(fields);
+      return rules !== null && names.every((n) => rules.visible.has(n));
+    },
     project,
     projectWith,
     change(before, after, delta) {

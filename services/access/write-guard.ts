@@ -3,10 +3,10 @@
 // current record and the merged result, so a write can neither touch a record
 // outside the writer's scope, nor set a field it may not write, nor move a
 // record out of its scope. Pure; throws DomainErrors the client may see.
-import { DomainError, type FieldViolation } from "../platform/errors.js";
+import { DomainError, withCause, type FieldViolation } from "../platform/errors.js";
 import type { Principal } from "../platform/principal.js";
 import type { MutationInput, StoredRecord } from "../records/model.js";
-import { newRecordId } from "../records/write-pipeline.js";
+import { missingRecord } from "../records/apply-mutation.js";
 import type { CollectionSchema } from "../schema/types.js";
 import { GrantSet } from "./engine.js";
 import type { Action, Policy } from "./policy.js";
@@ -32,18 +32,13 @@ export function actionDenied(action: Action, collection: string): DomainError {
 
 /**
  * A record the principal may not see, met by a write or delete, reads exactly
- * like a record that does not exist (apply-mutation's RECORD_NOT_FOUND: same
- * code, reason, message and details), so probing learns nothing. Addressed by
- * identity key, the pipeline names a fresh id there; so does this.
+ * like a record that does not exist (it is apply-mutation's RECORD_NOT_FOUND:
+ * same code, reason, message and details), so probing learns nothing; the
+ * denial rides along as the cause, for the audit log only.
  */
-export function hiddenRecord(m: MutationInput, recordId: string, action: Action): DomainError {
-  const shown = "identity" in m.target ? newRecordId() : recordId;
-  return new DomainError("not_found", `record ${m.collection}/${shown} does not exist`, {
-    reason: "RECORD_NOT_FOUND",
-    resource: { type: "record", name: `${m.collection}/${shown}` },
-    metadata: { collection: m.collection, id: shown },
-    cause: denial(action, "OUT_OF_SCOPE", m.collection, recordId, []),
-  });
+export function hiddenRecord(m: MutationInput, recordId: string, action: Action, hiddenField?: string): DomainError {
+  const cause = hiddenField ? denial(action, "FIELD_NOT_READABLE", m.collection, recordId, [hiddenField]) : denial(action, "OUT_OF_SCOPE", m.collection, recordId, []);
+  return withCause(missingRecord(m, recordId), cause);
 }
 
 function denial(action: Action, reason: string, collection: string, recordId: string, fields: string[]): AccessDenial {
@@ -77,6 +72,13 @@ export function writeGuard(policy: Policy, principal: Principal, mode: "write" |
     }
     return s;
   };
+  const readSets = new Map<string, GrantSet>();
+  /** Whether a read grant admitting `record` lists `field`. */
+  const readableIn = (record: StoredRecord, field: string, schema: CollectionSchema): boolean => {
+    let reads = readSets.get(schema.name);
+    if (!reads) readSets.set(schema.name, (reads = new GrantSet(policy, principal, schema, "read")));
+    return reads.fieldsOf(reads.admitting(record.fields), "readFields").has(field);
+  };
   const list = mode === "resolve_conflicts" ? "readFields" : "writeFields";
   const touched = (m: MutationInput) => [...Object.keys(m.set), ...m.clear];
 
@@ -91,6 +93,10 @@ export function writeGuard(policy: Policy, principal: Principal, mode: "write" |
       if (set.empty) throw actionDenied(set.action, m.collection);
       // Before the merge can answer anything (a version mismatch names the current version).
       if (current && !set.admits(current.fields)) throw hiddenRecord(m, current.id, set.action);
+      // Addressed by an identity value the record hides from the caller: answering would confirm who holds it.
+      if (current && "identity" in m.target && !readableIn(current, m.target.identity.field, set.schema)) {
+        throw hiddenRecord(m, current.id, set.action, m.target.identity.field);
+      }
     },
     after(current, next, m) {
       if (m.delete) return;

@@ -33,6 +33,8 @@ export class AccessView implements SubscriberView {
   readonly tenant: string;
   readonly collections: readonly string[];
   private readonly filter: FilterView;
+  /** The fields each collection's filters name: a record hiding one of them is not in view. */
+  private readonly filtered: ReadonlyMap<string, readonly string[]>;
   private readonly memo: { fields: object; rules: FieldRules | null }[] = [];
 
   private constructor(
@@ -41,6 +43,7 @@ export class AccessView implements SubscriberView {
     private readonly reads: ReadonlyMap<string, RecordView>,
   ) {
     this.filter = new FilterView(subscription.principal.tenant, subscription.filters);
+    this.filtered = new Map(subscription.filters.map((f) => [f.collection, Object.keys(f.equals)]));
     this.tenant = this.filter.tenant;
     this.collections = this.filter.collections;
     this.key = JSON.stringify(["access", this.filter.key, this.collections.map((c) => reads.get(c)?.key ?? null)]);
@@ -48,8 +51,9 @@ export class AccessView implements SubscriberView {
 
   /**
    * The view of `subscription` under `policy`. A collection the principal may
-   * not read, or whose filters name a field it may not read (a filter would
-   * reveal that field's values), shows nothing.
+   * not read, or whose filters name a field it may read in no record (a filter
+   * would reveal that field's values), shows nothing; `admits` leaves out each
+   * record hiding a filtered field.
    */
   static build(policy: Policy, schemas: SchemaSet, subscription: Subscription): AccessView {
     const reads = new Map<string, RecordView>();
@@ -70,15 +74,24 @@ export class AccessView implements SubscriberView {
     return AccessView.build(policy, schemas, this.subscription);
   }
 
+  /**
+   * In view: it matches the filters, is in scope, and shows every field the
+   * filters name. A record matching on a field it hides is not (else its
+   * snapshot, or enter/leave when that value changes, would reveal the value).
+   */
   admits(record: RecordState): boolean {
-    return this.filter.admits(record) && this.rules(record) !== null;
+    if (!this.filter.admits(record)) return false;
+    const rules = this.rules(record);
+    if (rules === null) return false;
+    for (const field of this.filtered.get(record.collection) ?? []) if (!rules.visible.has(field)) return false;
+    return true;
   }
 
   show(record: RecordState, fields: Readonly<Record<string, StoredValue>>): Shown {
     const rules = this.rules(record);
     if (!rules) return { fields: {}, masked: [] };
     const p = this.reads.get(record.collection)!.projectWith(rules, this.filter.select(record.collection, fields));
-    return { fields: p.fields, masked: p.masked };
+    return { fields: p.fields, masked: p.masked, unmaskedSensitive: p.unmaskedSensitive };
   }
 
   fieldVisible(record: RecordState, field: string): boolean {

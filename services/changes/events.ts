@@ -19,6 +19,8 @@ export interface EventRecord extends Omit<StoredRecord, "deleted" | "createTime"
   updateTime: Date | null;
   /** Fields shown masked. */
   masked: readonly string[];
+  /** Sensitive fields shown in clear (see Shown). */
+  unmaskedSensitive?: readonly string[];
 }
 
 export type StreamEvent =
@@ -101,6 +103,7 @@ export function viewRecord(view: SubscriberView, r: StoredRecord): EventRecord {
     version: r.version,
     fields: shown.fields,
     masked: shown.masked,
+    unmaskedSensitive: shown.unmaskedSensitive,
     clocks: visibleClocks(view, r, r.clocks),
     createTime: r.createTime,
     updateTime: r.updateTime,

@@ -128,7 +128,8 @@ export function createChangeService(deps: ChangeServiceDeps): ServiceImpl<typeof
     const f = collectionFilter(schemas(), query, "", violations);
     const bucketCount = bucketCountOf(req.bucketCount, violations);
     if (violations.length > 0 || !f) throw invalidArgument(`invalid request: ${violations.map((v) => `${v.field}: ${v.description}`).join("; ")}`, violations);
-    return { view: viewOf(deps.access.forCall(ctx), [query], [f]), bucketCount };
+    const access = deps.access.forCall(ctx);
+    return { access, view: viewOf(access, [query], [f]), bucketCount };
   }
 
   return {
@@ -181,7 +182,7 @@ export function createChangeService(deps: ChangeServiceDeps): ServiceImpl<typeof
     },
 
     async getDigestBucket(req, ctx) {
-      const { view, bucketCount } = digestView(ctx, req);
+      const { access, view, bucketCount } = digestView(ctx, req);
       if (req.bucket >= bucketCount) {
         throw invalidArgument(`bucket ${req.bucket} is out of range for ${bucketCount} buckets`, [
           { field: "bucket", description: `0 to ${bucketCount - 1}`, reason: "OUT_OF_RANGE" },
@@ -189,6 +190,13 @@ export function createChangeService(deps: ChangeServiceDeps): ServiceImpl<typeof
       }
       const r = await deps.streams.digestBucket({ view, bucketCount, bucket: req.bucket, minCursor: req.minCursor });
       const s = schemas();
+      // Records returned whole, like GetRecord's: sensitive fields shown in clear are audited.
+      const unmasked = r.records.filter((rec) => (rec.unmaskedSensitive?.length ?? 0) > 0);
+      access.readUnmasked(
+        req.collection,
+        unmasked.map((rec) => rec.id),
+        unmasked.flatMap((rec) => rec.unmaskedSensitive!),
+      );
       return create(GetDigestBucketResponseSchema, {
         cursor: r.cursor,
         records: r.records.map((rec) => recordPb(s, rec)),

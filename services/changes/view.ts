@@ -29,6 +29,8 @@ export interface Shown {
   fields: Record<string, StoredValue>;
   /** Visible fields whose value is masked. */
   masked: readonly string[];
+  /** Sensitive fields shown in clear that hold a value (views under the access policy say; GetDigestBucket audits them). */
+  unmaskedSensitive?: readonly string[];
 }
 
 export interface SubscriberView {

@@ -2,7 +2,7 @@
 // mutation through the write pipeline (so it is a normal change in history
 // and streams) that also closes its ticket, in one transaction.
 import { create } from "@bufbuild/protobuf";
-import { durationMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
   ConflictCandidateSchema,
@@ -21,9 +21,9 @@ import type { FieldRules } from "../access/engine.js";
 import { shownValue } from "../access/project.js";
 import type { RecordView } from "../access/view.js";
 import type { ConfigSource } from "../config/source.js";
-import { DomainError, invalidArgument, notFound } from "../platform/errors.js";
-import { decodePageToken, encodePageToken, pageSize, scanPage } from "../platform/page-token.js";
-import { encodeClock, encodeResult, encodeShown } from "../records/convert.js";
+import { DomainError, invalidArgument, notFound, type FieldViolation } from "../platform/errors.js";
+import { pageSize, positions, scanPage, type PageTokens } from "../platform/page-token.js";
+import { checkName, encodeClock, encodeResult, encodeShown } from "../records/convert.js";
 import type { MutationInput, StoredRecord } from "../records/model.js";
 import type { WritePipeline } from "../records/write-pipeline.js";
 import type { CollectionSchema, StoredValue } from "../schema/types.js";
@@ -36,6 +36,7 @@ export interface ConflictServiceDeps {
   pipeline: WritePipeline;
   config: ConfigSource;
   access: AccessControl;
+  pageTokens: PageTokens;
 }
 
 /** How one caller sees a ticket's field: through the read view of its record. */
@@ -56,11 +57,21 @@ const STATUS_FROM_PB: Partial<Record<TicketStatus, StoreStatus>> = {
   [TicketStatus.DISMISSED]: "dismissed",
 };
 
-/** With `sight`, candidate values are shown as the caller's view shows the field. */
-export function encodeTicket(schema: CollectionSchema | undefined, t: ConflictTicket, sight?: TicketSight): ConflictTicketPb {
+/**
+ * With `sight`, candidate values are shown as the caller's view shows the
+ * field; `unmaskedSensitive` says a sensitive candidate value was shown in
+ * clear (the caller audits it).
+ */
+export function encodeTicket(schema: CollectionSchema | undefined, t: ConflictTicket, sight?: TicketSight): { ticket: ConflictTicketPb; unmaskedSensitive: boolean } {
   const field = schema?.fields.get(t.field);
-  const shown = (value: StoredValue) => (sight ? shownValue(sight.view, sight.rules, t.field, value) : { value, masked: false });
-  return create(ConflictTicketSchema, {
+  let unmaskedSensitive = false;
+  const shown = (value: StoredValue) => {
+    if (!sight) return { value, masked: false };
+    const v = shownValue(sight.view, sight.rules, t.field, value);
+    if (v?.unmaskedSensitive) unmaskedSensitive = true;
+    return v;
+  };
+  const ticket = create(ConflictTicketSchema, {
     id: t.id,
     collection: t.collection,
     recordId: t.recordId,
@@ -88,6 +99,7 @@ export function encodeTicket(schema: CollectionSchema | undefined, t: ConflictTi
     createTime: timestampFromDate(t.createTime),
     updateTime: timestampFromDate(t.updateTime),
   });
+  return { ticket, unmaskedSensitive };
 }
 
 function alreadyClosed(t: ConflictTicket): DomainError {
@@ -109,11 +121,38 @@ function alreadyClosed(t: ConflictTicket): DomainError {
   });
 }
 
+/** Largest |seconds| of a google.protobuf.Duration (about 10,000 years). */
+const MAX_DURATION_SECONDS = 315_576_000_000n;
+/** 0001-01-01T00:00:00Z, the earliest time a ticket filter asks about (no ticket is older). */
+const EARLIEST_MS = -62_135_596_800_000;
+
+/** min_age in milliseconds (0 when unset): a Duration in the protobuf range, not negative. */
+function minAgeMs(d: Duration | undefined): number {
+  if (!d) return 0;
+  const inRange = d.seconds >= -MAX_DURATION_SECONDS && d.seconds <= MAX_DURATION_SECONDS && Math.abs(d.nanos) <= 999_999_999;
+  if (!inRange || (d.seconds > 0n && d.nanos < 0) || (d.seconds < 0n && d.nanos > 0)) {
+    throw invalidArgument("min_age is out of range", [
+      { field: "min_age", description: `a Duration of at most ${MAX_DURATION_SECONDS} seconds (about 10,000 years), with nanos of the same sign below 1e9`, reason: "OUT_OF_RANGE" },
+    ]);
+  }
+  const ms = durationMs(d);
+  if (ms < 0) throw invalidArgument("min_age must not be negative", [{ field: "min_age", description: "must be >= 0", reason: "OUT_OF_RANGE" }]);
+  return ms;
+}
+
+/** Refuses a ticket id or filter PostgreSQL cannot hold as text (a NUL character): no ticket has one. */
+function checkText(value: string, field: string): void {
+  if (value.includes("\u0000")) {
+    throw invalidArgument(`${field} contains a NUL character`, [{ field, description: "must not contain NUL (U+0000) characters", reason: "INVALID_CHARACTER" }]);
+  }
+}
+
 export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<typeof ConflictService> {
   const schemaOf = (collection: string) => deps.config.current().schemas.collections.get(collection);
 
   async function load(tenant: string, id: string): Promise<ConflictTicket> {
     if (!id) throw invalidArgument("ticket_id is required", [{ field: "ticket_id", description: "name a ticket", reason: "REQUIRED" }]);
+    checkText(id, "ticket_id");
     const ticket = await deps.store.getTicket(tenant, id);
     if (!ticket) throw ticketNotFound(id);
     return ticket;
@@ -135,6 +174,23 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
     return rules?.visible.has(t.field) ? { view, rules } : null;
   }
 
+  /** Tickets as the caller sees them; sensitive candidate values shown in clear are audited (per collection, naming the tickets' records). */
+  function encodeVisible(access: CallAccess, tickets: readonly { t: ConflictTicket; sight: TicketSight }[]): ConflictTicketPb[] {
+    const unmasked = new Map<string, { ids: string[]; fields: Set<string> }>();
+    const out = tickets.map(({ t, sight }) => {
+      const e = encodeTicket(schemaOf(t.collection), t, sight);
+      if (e.unmaskedSensitive) {
+        let u = unmasked.get(t.collection);
+        if (!u) unmasked.set(t.collection, (u = { ids: [], fields: new Set() }));
+        u.ids.push(t.recordId);
+        u.fields.add(t.field);
+      }
+      return e.ticket;
+    });
+    for (const [collection, u] of unmasked) access.readUnmasked(collection, u.ids, u.fields);
+    return out;
+  }
+
   /** A ticket the caller may see; any other reads as missing (and is audited). */
   async function loadVisible(access: CallAccess, id: string): Promise<{ ticket: ConflictTicket; sight: TicketSight }> {
     access.require("resolve_conflicts");
@@ -152,13 +208,14 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
       const { tenant } = access.principal;
       const limit = pageSize(req.pageSize);
       const status = STATUS_FROM_PB[req.status];
-      const minAgeMs = req.minAge ? durationMs(req.minAge) : 0;
-      if (minAgeMs < 0) throw invalidArgument("min_age must not be negative", [{ field: "min_age", description: "must be >= 0", reason: "OUT_OF_RANGE" }]);
-      const query = { c: req.collection, r: req.recordId, f: req.field, s: status ?? "", a: minAgeMs };
-      const createdBefore = minAgeMs > 0 ? new Date(Date.now() - minAgeMs) : undefined;
+      const minAge = minAgeMs(req.minAge);
+      checkText(req.collection, "collection");
+      checkText(req.recordId, "record_id");
+      checkText(req.field, "field");
+      const query = { c: req.collection, r: req.recordId, f: req.field, s: status ?? "", a: minAge };
+      const createdBefore = minAge > 0 ? new Date(Math.max(Date.now() - minAge, EARLIEST_MS)) : undefined;
       const page = await scanPage(
         async (after, n) => {
-          const [time, id] = after ? (JSON.parse(after) as [string, string]) : [];
           const tickets = await deps.store.listTickets({
             tenant,
             collection: req.collection || undefined,
@@ -166,7 +223,7 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
             field: req.field || undefined,
             status,
             createdBefore,
-            after: time && id ? { time: new Date(time), id } : undefined,
+            after: after ? positions.timeAndId(after) : undefined,
             limit: n,
           });
           const records = await deps.store.getMany(tickets.map((t) => ({ tenant, collection: t.collection, id: t.recordId })));
@@ -174,18 +231,19 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
         },
         ({ t }) => JSON.stringify([t.createTime.toISOString(), t.id]),
         ({ sight }) => sight !== null,
-        decodePageToken(req.pageToken, query),
+        deps.pageTokens.decode(req.pageToken, query, (a) => (positions.timeAndId(a) ? a : undefined)) ?? "",
         limit,
       );
       return create(ListConflictTicketsResponseSchema, {
-        tickets: page.items.map(({ t, sight }) => encodeTicket(schemaOf(t.collection), t, sight!)),
-        nextPageToken: page.next === null ? "" : encodePageToken(query, page.next),
+        tickets: encodeVisible(access, page.items.map(({ t, sight }) => ({ t, sight: sight! }))),
+        nextPageToken: page.next === null ? "" : deps.pageTokens.encode(query, page.next),
       });
     },
 
     async getConflictTicket(req, ctx) {
-      const { ticket, sight } = await loadVisible(deps.access.forCall(ctx), req.ticketId);
-      return create(GetConflictTicketResponseSchema, { ticket: encodeTicket(schemaOf(ticket.collection), ticket, sight) });
+      const access = deps.access.forCall(ctx);
+      const { ticket, sight } = await loadVisible(access, req.ticketId);
+      return create(GetConflictTicketResponseSchema, { ticket: encodeVisible(access, [{ t: ticket, sight }])[0] });
     },
 
     async resolveConflictTicket(req, ctx) {
@@ -225,6 +283,11 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
         default:
           throw invalidArgument("choose a candidate_index or supply a value", [{ field: "choice", description: "set candidate_index or value", reason: "REQUIRED" }]);
       }
+      const nameViolations: FieldViolation[] = [];
+      checkName(req.clientMutationId, "client_mutation_id", nameViolations);
+      checkName(req.source, "source", nameViolations);
+      checkName(req.device, "device", nameViolations);
+      if (nameViolations.length > 0) throw invalidArgument(`the resolution has invalid fields: ${nameViolations.map((v) => `${v.field}: ${v.description}`).join("; ")}`, nameViolations);
       const mutation: MutationInput = {
         collection: ticket.collection,
         target: { id: ticket.recordId },
@@ -250,7 +313,7 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
         throw e;
       }
       const after = await load(principal.tenant, ticket.id);
-      return create(ResolveConflictTicketResponseSchema, { ticket: encodeTicket(schema, after, sight), result: encodeResult(results[0]!) });
+      return create(ResolveConflictTicketResponseSchema, { ticket: encodeVisible(access, [{ t: after, sight }])[0], result: encodeResult(results[0]!) });
     },
 
     async dismissConflictTicket(req, ctx) {
@@ -261,7 +324,7 @@ export function createConflictService(deps: ConflictServiceDeps): ServiceImpl<ty
         throw alreadyClosed(await load(principal.tenant, ticket.id));
       }
       const after = await load(principal.tenant, ticket.id);
-      return create(DismissConflictTicketResponseSchema, { ticket: encodeTicket(schemaOf(after.collection), after, sight) });
+      return create(DismissConflictTicketResponseSchema, { ticket: encodeVisible(access, [{ t: after, sight }])[0] });
     },
   };
 }

@@ -69,8 +69,38 @@ export class DomainError extends Error {
   }
 }
 
+/**
+ * The error of a request that is one item of a batch under the hood (a
+ * DeleteRecord is one mutation of a write): paths and facts name the
+ * request's own fields, not the batch's.
+ */
+export function asSingleItem(e: DomainError, prefix: string, indexKey: string): DomainError {
+  const strip = (field: string) => (field === prefix ? "" : field.startsWith(`${prefix}.`) ? field.slice(prefix.length + 1) : field);
+  const { [indexKey]: _index, ...metadata } = e.metadata;
+  return new DomainError(e.kind, e.message.replaceAll(`${prefix}.`, ""), {
+    reason: e.reason,
+    metadata,
+    violations: e.violations.map((v) => ({ ...v, field: strip(v.field) })),
+    resource: e.resource,
+    cause: e.cause,
+  });
+}
+
 export function invalidArgument(message: string, violations: FieldViolation[], reason = "INVALID_ARGUMENT"): DomainError {
   return new DomainError("invalid_argument", message, { reason, violations });
+}
+
+/**
+ * Request bytes that do not decode as the method's request message. Both
+ * transports answer them with this before any handler runs (grpc-server.ts
+ * decodeInput, malformed-request.ts).
+ */
+export function malformedRequest(messageType: string): DomainError {
+  return new DomainError(
+    "invalid_argument",
+    `malformed request: the body is not a valid ${messageType} (e.g. a string field that is not UTF-8, or a truncated or mistyped field); send messages encoded by code generated from deltamesh's .proto files`,
+    { reason: "MALFORMED_REQUEST", metadata: { message_type: messageType } },
+  );
 }
 
 export function notFound(type: string, name: string, message?: string, reason = "NOT_FOUND"): DomainError {

@@ -31,6 +31,8 @@ import { WritePipeline } from "../records/write-pipeline.js";
 import { startEmbeddedPostgres, type RunningPostgres } from "../store/embedded-postgres.js";
 import { ChangeReader } from "../store/change-reader.js";
 import { RecordStore } from "../store/record-store.js";
+import { PAGE_TOKEN_SECRET_KEY, sharedSecret } from "../store/shared-secret.js";
+import { PageTokens } from "./page-token.js";
 import { HealthState } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import type { NodeConfig } from "./node-config.js";
@@ -70,7 +72,7 @@ export const LIVENESS = "liveness";
 
 export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.logLevel, { node: cfg.nodeId })): Promise<RunningNode> {
   const health = new HealthState();
-  let ready: { store: RecordStore; pipeline: WritePipeline; audit: AuditStore; streams: ChangeStreams } | null = null;
+  let ready: { store: RecordStore; pipeline: WritePipeline; audit: AuditStore; streams: ChangeStreams; pageTokens: PageTokens } | null = null;
   // Joins the cluster (or runs standalone) once listening: config comes from it.
   let cluster: ClusterNode | null = null;
   // Authentication and access need config from the first call on; until the
@@ -135,6 +137,9 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
     get streams() {
       return ready!.streams;
     },
+    get pageTokens() {
+      return ready!.pageTokens;
+    },
     access,
   };
   const services: ServedService[] = [
@@ -189,12 +194,17 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       url = embedded.url;
     }
     store = await RecordStore.open({ url });
+    const tokenSecret = await pageTokenSecret(cfg, store).catch(async (e: unknown) => {
+      await store.close();
+      throw e;
+    });
+    const pageTokens = new PageTokens(tokenSecret);
     const streams = new ChangeStreams(ChangeReader.of(store), config, log);
     await streams.start().catch(async (e: unknown) => {
       await store.close();
       throw e;
     });
-    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas, { commits: streams }), audit: new AuditStore(store.pool), streams };
+    ready = { store, pipeline: new WritePipeline(store, () => config.current().schemas, { commits: streams }), audit: new AuditStore(store.pool), streams, pageTokens };
     const c = cluster;
     // Open streams follow the access policy: a change of it (or of the
     // schemas it reads) swaps every stream's view, which sends the
@@ -310,6 +320,17 @@ function checkAuthConfigured(cfg: NodeConfig, verifiesTokens: boolean, log: Logg
         "or a client CA (DELTAMESH_TLS_CA, mTLS with policies.client_certificates); for local development only, --insecure-dev-auth",
     );
   }
+}
+
+/**
+ * The secret page tokens are sealed with (under a key of their own derived
+ * from it): the configured mask secret every node shares, or else one the
+ * nodes share through the database (generated once), never a per-node random
+ * key, so a token from one node opens on any other.
+ */
+async function pageTokenSecret(cfg: NodeConfig, store: RecordStore): Promise<Uint8Array> {
+  if (cfg.auth.maskHashKey) return new TextEncoder().encode(cfg.auth.maskHashKey);
+  return sharedSecret(store.pool, PAGE_TOKEN_SECRET_KEY);
 }
 
 /** The secret keying `hash` masks; without one, a random key (hashes then differ across nodes and restarts). */

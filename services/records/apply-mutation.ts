@@ -71,24 +71,54 @@ export interface ApplyOutcome {
   result: MutationResult;
 }
 
-export function versionMismatch(collection: string, id: string, expected: number, current: number): DomainError {
-  return new DomainError(
-    "aborted",
-    `record ${collection}/${id} is at version ${current}, not the expected ${expected}; re-read it and retry`,
-    {
-      reason: "VERSION_MISMATCH",
-      metadata: { collection, id, expected_version: String(expected), current_version: String(current) },
-      resource: { type: "record", name: `${collection}/${id}` },
-    },
-  );
+/**
+ * How errors name a mutation's record: by id, or, for an identity value no
+ * record holds, by that field (the id is made up only when a record is
+ * created, and the value itself stays out of error metadata).
+ */
+interface TargetName {
+  collection: string;
+  /** Empty for an identity value no record holds. */
+  id: string;
+  text: string;
 }
 
-function recordNotFound(collection: string, id: string): DomainError {
-  return new DomainError("not_found", `record ${collection}/${id} does not exist`, {
-    reason: "RECORD_NOT_FOUND",
-    resource: { type: "record", name: `${collection}/${id}` },
-    metadata: { collection, id },
+function targetName(current: StoredRecord | null, m: MutationInput, id: string): TargetName {
+  if (current || "id" in m.target) return { collection: m.collection, id, text: `record ${m.collection}/${id}` };
+  return { collection: m.collection, id: "", text: `the ${m.collection} record with this ${m.target.identity.field}` };
+}
+
+function targetFacts(t: TargetName): { metadata: Record<string, string>; resource?: { type: string; name: string } } {
+  return t.id ? { metadata: { collection: t.collection, id: t.id }, resource: { type: "record", name: `${t.collection}/${t.id}` } } : { metadata: { collection: t.collection } };
+}
+
+function versionMismatch(t: TargetName, expected: number, current: number): DomainError {
+  const { metadata, resource } = targetFacts(t);
+  return new DomainError("aborted", `${t.text} is at version ${current}, not the expected ${expected}; re-read it and retry`, {
+    reason: "VERSION_MISMATCH",
+    metadata: { ...metadata, expected_version: String(expected), current_version: String(current) },
+    resource,
   });
+}
+
+function baseVersionAhead(t: TargetName, base: number, current: number): DomainError {
+  const { metadata, resource } = targetFacts(t);
+  return new DomainError("failed_precondition", `base_version ${base} is ahead of ${t.text}, which is at version ${current}; send the version your edit started from`, {
+    reason: "BASE_VERSION_AHEAD",
+    metadata: { ...metadata, base_version: String(base), current_version: String(current) },
+    violations: [{ field: "base_version", description: `at most the record's version, ${current}`, reason: "BASE_VERSION_AHEAD" }],
+    resource,
+  });
+}
+
+/** The error for a mutation whose record does not exist (`id`: the id it would have had). */
+export function missingRecord(m: MutationInput, id: string): DomainError {
+  return recordNotFound(targetName(null, m, id));
+}
+
+function recordNotFound(t: TargetName): DomainError {
+  const { metadata, resource } = targetFacts(t);
+  return new DomainError("not_found", `${t.text} does not exist`, { reason: "RECORD_NOT_FOUND", metadata, resource });
 }
 
 function policyOf(schema: CollectionSchema, field: string): ConflictPolicy {
@@ -103,8 +133,11 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
   const id = current?.id ?? ctx.id;
   const currentVersion = current?.version ?? 0;
   if (m.expectedVersion !== undefined && m.expectedVersion !== currentVersion) {
-    throw versionMismatch(m.collection, id, m.expectedVersion, currentVersion);
+    throw versionMismatch(targetName(current, m, id), m.expectedVersion, currentVersion);
   }
+  // A base the record never reached would make every field look edited after
+  // it, so the conflict policies (reject, keep_original, review) never fire.
+  if (m.baseVersion > currentVersion) throw baseVersionAhead(targetName(current, m, id), m.baseVersion, currentVersion);
   const newVersion = currentVersion + 1;
   const clock: FieldClock = { version: newVersion, hlc: ctx.hlc, source: m.source, actor: ctx.actor, device: m.device };
   if (m.delete) return applyDelete(current, m, ctx, clock);
@@ -222,7 +255,7 @@ export function applyMutation(current: StoredRecord | null, m: MutationInput, ct
 }
 
 function applyDelete(current: StoredRecord | null, m: MutationInput, ctx: ApplyContext, clock: FieldClock): ApplyOutcome {
-  if (!current) throw recordNotFound(m.collection, ctx.id);
+  if (!current) throw recordNotFound(targetName(current, m, ctx.id));
   if (current.deleted) return { change: null, result: resultOf(current, false, [{ field: DELETED_FIELD, status: "unchanged" }], true) };
   // A delete from a stale base loses to any later edit it did not see.
   const newer = Object.entries(current.clocks)

@@ -20,9 +20,9 @@ import {
   type RecordRef,
   type Value,
 } from "../../gen/deltamesh/v1/types_pb.js";
-import { DomainError, invalidArgument, type FieldViolation } from "../platform/errors.js";
+import { DomainError, invalidArgument, isDomainError, type FieldViolation } from "../platform/errors.js";
 import type { CollectionSchema, FieldSchema, SchemaSet, StoredValue } from "../schema/types.js";
-import { checkClears, decodeFieldMap, decodeValue, encodeValue } from "../schema/values.js";
+import { checkClears, decodeFieldMap, decodeValue, encodeValue, storableText, timestampInRange } from "../schema/values.js";
 import type {
   ChangeEntry,
   FieldClock,
@@ -119,10 +119,31 @@ export function decodeFilters(
   return equals;
 }
 
-function checkName(value: string, path: string, violations: FieldViolation[]): void {
+/** Checks a client-chosen name (mutation id, source, device): stored as text, so bounded and free of NUL. */
+export function checkName(value: string, path: string, violations: FieldViolation[]): void {
   if (value.length > MAX_NAME_LENGTH) {
     violations.push({ field: path, description: `at most ${MAX_NAME_LENGTH} characters`, reason: "TOO_LONG" });
+  } else if (!storableText(value)) {
+    violations.push({ field: path, description: "contains a NUL character or an unpaired surrogate, which cannot be stored", reason: "INVALID_CHARACTER" });
   }
+}
+
+/**
+ * A uint64 version as a number. Versions count a record's changes, so one
+ * above 2^53 cannot match any record; refused rather than rounded (rounding
+ * would name a version the client never sent).
+ */
+function decodeVersion(value: bigint, path: string, violations: FieldViolation[]): number {
+  if (value <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(value);
+  violations.push({ field: path, description: `at most ${Number.MAX_SAFE_INTEGER}; got ${value}`, reason: "OUT_OF_RANGE" });
+  return 0;
+}
+
+function decodeEditTime(m: Mutation, path: string, violations: FieldViolation[]): number | undefined {
+  if (!m.editTime) return undefined;
+  if (timestampInRange(m.editTime)) return timestampDate(m.editTime).getTime();
+  violations.push({ field: path, description: "a timestamp from year 1 to 9999 with nanos from 0 to 999,999,999", reason: "OUT_OF_RANGE" });
+  return undefined;
 }
 
 /** Validates and normalizes a batch of mutations; throws INVALID_ARGUMENT listing every problem. */
@@ -131,7 +152,13 @@ export function decodeMutations(schemas: SchemaSet, mutations: readonly Mutation
   const inputs: MutationInput[] = [];
   mutations.forEach((m, i) => {
     const path = `mutations[${i}]`;
-    const ref = decodeRef(schemas, m.ref, `${path}.ref`, violations);
+    let ref: ResolvedRef | null;
+    try {
+      ref = decodeRef(schemas, m.ref, `${path}.ref`, violations);
+    } catch (e) {
+      // An unknown collection fails the write as NOT_FOUND, naming the mutation.
+      throw isDomainError(e) && e.kind === "not_found" ? e.withPrefix(path, { mutation_index: String(i) }) : e;
+    }
     if (!ref) return;
     const ctx = { defaultPhoneRegion: schemas.defaultPhoneRegion, path: `${path}.set` };
     const decoded = decodeFieldMap(ref.collection, m.set, ctx);
@@ -156,12 +183,12 @@ export function decodeMutations(schemas: SchemaSet, mutations: readonly Mutation
       target: ref.target,
       set: decoded.values,
       clear: [...m.clear],
-      expectedVersion: m.expectedVersion === undefined ? undefined : Number(m.expectedVersion),
-      baseVersion: Number(m.baseVersion),
+      expectedVersion: m.expectedVersion === undefined ? undefined : decodeVersion(m.expectedVersion, `${path}.expected_version`, violations),
+      baseVersion: decodeVersion(m.baseVersion, `${path}.base_version`, violations),
       clientMutationId: m.clientMutationId,
       source: m.source,
       device: m.device,
-      editTimeMs: m.editTime ? timestampDate(m.editTime).getTime() : undefined,
+      editTimeMs: decodeEditTime(m, `${path}.edit_time`, violations),
       delete: m.delete,
     });
   });

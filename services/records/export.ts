@@ -31,13 +31,15 @@ export async function* exportRecords(
     details: { filters: Object.keys(q.equals).sort().join(","), include_deleted: String(q.includeDeleted) },
   });
   const { tenant } = access.principal;
+  const filtered = Object.keys(q.equals);
   let after = "";
   let exported = 0;
   for (;;) {
     const page = await scanPage(
       (afterId, limit) => store.list({ tenant, collection: collection.name, equals: q.equals, afterId, limit, includeDeleted: q.includeDeleted }),
       (r) => r.id,
-      (r) => exportable.admits(r.fields) && view.inScope(r.fields),
+      // A record hiding a filtered field must not match: that would confirm its value.
+      (r) => exportable.admits(r.fields) && view.reveals(r.fields, filtered),
       after,
       EXPORT_PAGE,
     );

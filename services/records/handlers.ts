@@ -14,10 +14,11 @@ import {
 } from "../../gen/deltamesh/v1/records_pb.js";
 import { MutationSchema, ValueSchema, type RecordRef } from "../../gen/deltamesh/v1/types_pb.js";
 import type { AccessControl, CallAccess } from "../access/control.js";
+import type { AccessDenial } from "../access/write-guard.js";
 import { shownChange, shownRecord } from "../access/project.js";
 import type { ConfigSource } from "../config/source.js";
-import { DomainError, invalidArgument, type FieldViolation } from "../platform/errors.js";
-import { decodePageToken, encodePageToken, pageSize, scanPage } from "../platform/page-token.js";
+import { asSingleItem, DomainError, invalidArgument, isDomainError, type FieldViolation } from "../platform/errors.js";
+import { pageSize, positions, scanPage, type PageTokens } from "../platform/page-token.js";
 import type { CollectionSchema, SchemaSet, StoredValue } from "../schema/types.js";
 import { decodeValue } from "../schema/values.js";
 import { identityKeyString, type RecordStore } from "../store/record-store.js";
@@ -33,6 +34,7 @@ export interface RecordServiceDeps {
   pipeline: WritePipeline;
   config: ConfigSource;
   access: AccessControl;
+  pageTokens: PageTokens;
 }
 
 /** Most mutations in one WriteRecords call, refs in one BatchGetRecords call. */
@@ -62,11 +64,22 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
     return resolved;
   }
 
-  /** The record a ref names if the caller may see it; one outside its scope reads as missing (and is audited). */
+  /**
+   * The record a ref names if the caller may see it; one outside its scope,
+   * or found by an identity field it hides from the caller, reads as missing
+   * (and is audited).
+   */
   async function findVisible(access: CallAccess, ref: ResolvedRef): Promise<StoredRecord | null> {
     const record = await find(access.principal.tenant, ref);
-    if (record && !access.view(ref.collection).inScope(record.fields)) {
+    if (!record) return null;
+    const view = access.view(ref.collection);
+    if (!view.inScope(record.fields)) {
       access.hidden(recordNotFound(ref), "read", ref.collection.name, record.id);
+      return null;
+    }
+    const lookup = "identity" in ref.target ? [ref.target.identity.field] : [];
+    if (!view.reveals(record.fields, lookup)) {
+      access.hidden(recordNotFound(ref), "read", ref.collection.name, record.id, lookup);
       return null;
     }
     return record;
@@ -111,8 +124,33 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
       }
     });
     const { tenant, subject } = access.principal;
-    return deps.pipeline.write({ tenant, actor: subject, mutations, guard }).catch((e: unknown) => {
-      throw access.denied(e);
+    return deps.pipeline.write({ tenant, actor: subject, mutations, guard }).catch(async (e: unknown) => {
+      throw access.denied(await withoutHiddenHolder(access, e));
+    });
+  }
+
+  /**
+   * IDENTITY_KEY_TAKEN names the record holding the key. When the caller may
+   * not see that record (outside its scope, or hiding the key's field), the
+   * same refusal without the holder's id anywhere, audited as a denial.
+   */
+  async function withoutHiddenHolder(access: CallAccess, e: unknown): Promise<unknown> {
+    if (!(e instanceof DomainError) || e.reason !== "IDENTITY_KEY_TAKEN") return e;
+    const { collection = "", field = "", holder_id: holder = "", ...metadata } = e.metadata;
+    const schema = schemas().collections.get(collection);
+    if (!schema || !field || !holder) return e;
+    const record = await deps.store.get({ tenant: access.principal.tenant, collection, id: holder }).catch(() => undefined);
+    // Not stored: a record this same request creates (nothing of it was written). Unreadable: hidden, as below.
+    const view = access.view(schema);
+    if (record === null || (record && view.reveals(record.fields, [field]))) return e;
+    const inScope = record !== undefined && view.inScope(record.fields);
+    return new DomainError("already_exists", `this ${field} is already taken by a record you cannot see`, {
+      reason: e.reason,
+      metadata: { ...metadata, collection, field },
+      violations: e.violations.map((v) => ({ ...v, description: "held by a record you cannot see" })),
+      cause: {
+        accessDenied: { action: "read", reason: inScope ? "FIELD_NOT_READABLE" : "OUT_OF_SCOPE", collection, recordId: holder, fields: [field] },
+      } satisfies AccessDenial,
     });
   }
 
@@ -166,18 +204,20 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
       const view = access.readable(collection);
       const limit = pageSize(req.pageSize);
       const equals = decodeListFilters(access, collection, req.filters);
+      const filtered = Object.keys(equals);
       const query = { collection: collection.name, equals, deleted: req.includeDeleted };
       const { tenant } = access.principal;
       const page = await scanPage(
         (afterId, n) => deps.store.list({ tenant, collection: collection.name, equals, afterId, limit: n, includeDeleted: req.includeDeleted }),
         (r) => r.id,
-        (r) => view.inScope(r.fields),
-        decodePageToken(req.pageToken, query),
+        // A record hiding a filtered field must not match: that would confirm its value.
+        (r) => view.reveals(r.fields, filtered),
+        deps.pageTokens.decode(req.pageToken, query, positions.text) ?? "",
         limit,
       );
       return create(ListRecordsResponseSchema, {
         records: encodeVisible(access, collection, page.items),
-        nextPageToken: page.next === null ? "" : encodePageToken(query, page.next),
+        nextPageToken: page.next === null ? "" : deps.pageTokens.encode(query, page.next),
       });
     },
 
@@ -199,9 +239,13 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
         source: req.source,
         device: req.device,
       });
-      const [input] = decodeMutations(schemas(), [mutation]);
-      const [result] = await write(access, [input!]);
-      return create(DeleteRecordResponseSchema, { result: encodeResult(result!) });
+      try {
+        const [input] = decodeMutations(schemas(), [mutation]);
+        const [result] = await write(access, [input!]);
+        return create(DeleteRecordResponseSchema, { result: encodeResult(result!) });
+      } catch (e) {
+        throw isDomainError(e) ? asSingleItem(e, "mutations[0]", "mutation_index") : e;
+      }
     },
 
     async getRecordHistory(req, ctx) {
@@ -214,13 +258,13 @@ export function createRecordService(deps: RecordServiceDeps): ServiceImpl<typeof
       const rules = view.rulesFor(record.fields)!;
       const limit = pageSize(req.pageSize);
       const query = { collection: ref.collection.name, id: record.id };
-      const after = decodePageToken(req.pageToken, query);
-      const changes = await deps.store.history({ tenant, collection: ref.collection.name, id: record.id, afterSeq: after ? BigInt(after) : 0n, limit: limit + 1 });
+      const afterSeq = deps.pageTokens.decode(req.pageToken, query, positions.seq()) ?? 0n;
+      const changes = await deps.store.history({ tenant, collection: ref.collection.name, id: record.id, afterSeq, limit: limit + 1 });
       const page = changes.slice(0, limit).map((c) => ({ seq: c.seq, shown: shownChange(view, rules, c) }));
       access.readUnmasked(ref.collection.name, page.some((c) => c.shown.unmaskedSensitive.length > 0) ? [record.id] : [], page.flatMap((c) => c.shown.unmaskedSensitive));
       return create(GetRecordHistoryResponseSchema, {
         changes: page.map(({ seq, shown }) => encodeChange(ref.collection, shown.value, deps.store.cursorOf(seq), shown.masked)),
-        nextPageToken: changes.length > limit ? encodePageToken(query, page[page.length - 1]!.seq.toString()) : "",
+        nextPageToken: changes.length > limit ? deps.pageTokens.encode(query, page[page.length - 1]!.seq.toString()) : "",
       });
     },
 

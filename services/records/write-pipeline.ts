@@ -22,6 +22,7 @@ import {
   recordKeyString,
   type AppliedMutation,
   type ChangeDraft,
+  type EarlierResult,
   type IdentityLookup,
   type KeyEdit,
   type RecordKey,
@@ -30,8 +31,9 @@ import {
 } from "../store/record-store.js";
 import type { LogChange } from "../store/change-reader.js";
 import type { TicketClose, TicketWrite } from "../store/ticket-sql.js";
-import { isRetryableConflict, toStoreError } from "../store/pg-errors.js";
+import { isRetryableConflict, isStatementRefusal, toStoreError } from "../store/pg-errors.js";
 import { applyMutation, type OpenTicket } from "./apply-mutation.js";
+import { mutationFingerprint } from "./fingerprint.js";
 import type { MutationInput, MutationResult, StoredRecord } from "./model.js";
 import { captureCaller, observeWriteBatch, type CallerContext } from "../platform/telemetry/write-batch.js";
 
@@ -176,10 +178,16 @@ export class WritePipeline {
         }),
       );
     } catch (e) {
+      // Nothing of the batch committed if it failed before writing or if
+      // PostgreSQL refused one of its statements; a connection lost while the
+      // COMMIT was on its way leaves that unknown, and retrying could apply
+      // a write twice.
+      const rolledBack = !filled || isStatementRefusal(e);
       committing();
       const retryable = e instanceof StaleIdentityError || isRetryableConflict(e);
-      if (retryable && batch.length > 1) {
-        // One request's collision must not fail its neighbours: retry each alone.
+      if (rolledBack && batch.length > 1) {
+        // One request's collision, or input the database refused, must not
+        // fail its neighbours: retry each alone, so only its own caller sees it.
         await Promise.all(batch.map((p) => this.run([p], 1)));
         return;
       }
@@ -250,11 +258,15 @@ export class WritePipeline {
         return id;
       }),
     );
-    // Open tickets matter only to edits of manual_review fields and to resolutions.
+    // Open tickets matter only to edits of manual_review fields and to
+    // resolutions. An upsert by identity that edits one may land on any record
+    // of the batch that takes its key first (identityTarget): then all of them.
+    const reviews = (m: MutationInput) => m.resolvesTicket !== undefined || touchesReviewedField(schemas.collections.get(m.collection), m);
+    const reviewsByIdentity = requests.some(({ mutations }) => mutations.some((m) => "identity" in m.target && reviews(m)));
     const ticketKeys = new Map<string, RecordKey>();
     requests.forEach(({ tenant, mutations }, r) =>
       mutations.forEach((m, i) => {
-        if (!m.resolvesTicket && !touchesReviewedField(schemas.collections.get(m.collection), m)) return;
+        if (!reviewsByIdentity && !reviews(m)) return;
         const key = { tenant, collection: m.collection, id: targetIds[r]![i]! };
         ticketKeys.set(recordKeyString(key), key);
       }),
@@ -294,21 +306,24 @@ export class WritePipeline {
     req: WriteRequest,
     ids: string[],
     state: BatchState,
-    applied: Map<string, MutationResult>,
+    applied: Map<string, EarlierResult>,
   ): { ok: true; results: (MutationResult | (() => MutationResult))[] } | { ok: false; error: DomainError } {
     const overlay = state.overlay();
     const results: (MutationResult | (() => MutationResult))[] = [];
     try {
       req.mutations.forEach((m, i) => {
         const cmidKey = m.clientMutationId ? `${req.tenant}\u0000${m.clientMutationId}` : "";
+        const fingerprint = cmidKey ? mutationFingerprint(req.actor, m) : "";
         const earlier = cmidKey ? (applied.get(cmidKey) ?? overlay.appliedResult(cmidKey)) : undefined;
-        if (earlier) {
-          // Copied lazily: an earlier result from this same batch gets its cursor only after commit.
-          results.push(() => ({ ...earlier, replayed: true }));
-          return;
-        }
         try {
-          results.push(this.applyOne(req, m, ids[i]!, overlay, cmidKey));
+          if (earlier) {
+            if (earlier.fingerprint !== null && earlier.fingerprint !== fingerprint) throw mutationIdReused(m.clientMutationId);
+            // Copied lazily: an earlier result from this same batch gets its cursor only after commit.
+            const first = earlier.result;
+            results.push(() => ({ ...first, replayed: true }));
+            return;
+          }
+          results.push(this.applyOne(req, m, ids[i]!, overlay, cmidKey && { key: cmidKey, fingerprint }));
         } catch (e) {
           throw isDomainError(e) ? e.withPrefix(`mutations[${i}]`, { mutation_index: String(i) }) : e;
         }
@@ -321,8 +336,9 @@ export class WritePipeline {
     return { ok: true, results };
   }
 
-  private applyOne(req: WriteRequest, m: MutationInput, id: string, overlay: Overlay, cmidKey: string): MutationResult {
+  private applyOne(req: WriteRequest, m: MutationInput, planned: string, overlay: Overlay, cmid: { key: string; fingerprint: string } | ""): MutationResult {
     const schema = overlay.schema(m.collection);
+    const id = "identity" in m.target ? identityTarget(req.tenant, m, m.target.identity, planned, overlay) : planned;
     const key = { tenant: req.tenant, collection: m.collection, id };
     const current = overlay.record(key);
     req.guard?.before(current, m);
@@ -374,7 +390,7 @@ export class WritePipeline {
         result,
       );
     }
-    if (cmidKey) overlay.addApplied(cmidKey, { tenant: req.tenant, clientMutationId: m.clientMutationId, result, changeIndex });
+    if (cmid) overlay.addApplied(cmid.key, { tenant: req.tenant, clientMutationId: m.clientMutationId, result, fingerprint: cmid.fingerprint, changeIndex });
     return result;
   }
 }
@@ -388,7 +404,7 @@ class BatchState {
   readonly initialOwners = new Map<string, string | null>();
   readonly changes: ChangeDraft[] = [];
   readonly applied: AppliedMutation[] = [];
-  readonly appliedByKey = new Map<string, MutationResult>();
+  readonly appliedByKey = new Map<string, AppliedMutation>();
   readonly resultChanges = new Map<MutationResult, number>();
   readonly ticketWrites: TicketWrite[] = [];
   readonly ticketCloses: TicketClose[] = [];
@@ -484,8 +500,13 @@ class Overlay {
     this.records.set(recordKeyString(r), r);
   }
 
-  appliedResult(cmidKey: string): MutationResult | undefined {
-    return this.applied.find(([k]) => k === cmidKey)?.[1].result ?? this.batch.appliedByKey.get(cmidKey);
+  /** Who holds an identity key now (null: given up in this batch; undefined: nobody ever did). */
+  keyOwner(ks: string): string | null | undefined {
+    return this.keyOwners.has(ks) ? this.keyOwners.get(ks) : this.batch.keyOwners.get(ks);
+  }
+
+  appliedResult(cmidKey: string): EarlierResult | undefined {
+    return this.applied.find(([k]) => k === cmidKey)?.[1] ?? this.batch.appliedByKey.get(cmidKey);
   }
 
   /** Moves identity keys from `before` to `after`; a key held by another record is ALREADY_EXISTS. */
@@ -537,7 +558,7 @@ class Overlay {
     }
     for (const [k, a] of this.applied) {
       this.batch.applied.push(a);
-      this.batch.appliedByKey.set(k, a.result);
+      this.batch.appliedByKey.set(k, a);
     }
     this.batch.ticketWrites.push(...this.ticketWrites);
     this.batch.ticketCloses.push(...this.closes);
@@ -588,6 +609,26 @@ function checkResolution(
   return { ...m, baseVersion: current.version, expectedVersion: undefined };
 }
 
+/**
+ * The record an upsert by identity addresses, as the batch stands when it
+ * applies: mutations before it (in its request or in earlier requests of
+ * the batch) may have moved the key since the database was read, and the
+ * result must not depend on how writes happened to be batched. `planned` is
+ * the database's holder, or a new id when there was none.
+ */
+function identityTarget(
+  tenant: string,
+  m: MutationInput,
+  identity: { field: string; value: StoredValue },
+  planned: string,
+  overlay: Overlay,
+): string {
+  const owner = overlay.keyOwner(identityKeyString({ tenant, collection: m.collection, ...identity }));
+  if (owner) return owner;
+  // Given up earlier in the batch by the record that held it: a new record takes it.
+  return owner === null && overlay.record({ tenant, collection: m.collection, id: planned }) ? newRecordId() : planned;
+}
+
 function touchesReviewedField(schema: CollectionSchema | undefined, m: MutationInput): boolean {
   if (!schema) return false;
   const reviewed = (field: string) => (schema.fields.get(field)?.policy ?? schema.defaultPolicy) === "manual_review";
@@ -614,4 +655,16 @@ export function newRecordId(nowMs = Date.now()): string {
   b[8] = (b[8]! & 0x3f) | 0x80;
   const h = b.toString("hex");
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function mutationIdReused(clientMutationId: string): DomainError {
+  return new DomainError(
+    "already_exists",
+    `client_mutation_id ${JSON.stringify(clientMutationId)} was already used for a different mutation; a retry must repeat the same mutation, and a new mutation needs a new id`,
+    {
+      reason: "CLIENT_MUTATION_ID_REUSED",
+      metadata: { client_mutation_id: clientMutationId },
+      violations: [{ field: "client_mutation_id", description: "already used for a different mutation (or by another caller)", reason: "CLIENT_MUTATION_ID_REUSED" }],
+    },
+  );
 }

@@ -206,6 +206,10 @@ export function decodeFieldMap(
 ): { values: Record<string, StoredValue>; violations: FieldViolation[] } {
   const values: Record<string, StoredValue> = {};
   const violations: FieldViolation[] = [];
+  // protobuf-es decodes a map key "__proto__" into the map object's
+  // prototype, where Object.entries never sees it: refuse it, don't drop it.
+  const proto: unknown = Object.getPrototypeOf(set);
+  if (proto !== Object.prototype && proto !== null) violations.push(unknownField(collection, "__proto__", `${ctx.path}.__proto__`));
   for (const [name, v] of Object.entries(set)) {
     const path = `${ctx.path}.${name}`;
     const field = collection.fields.get(name);
@@ -274,10 +278,16 @@ export function canonicalDecimal(text: string): string | null {
   return negative && body !== "0" ? `-${body}` : body;
 }
 
+/** Whether a Timestamp is within the protobuf Timestamp range (years 1 to 9999, nanos 0 to 999,999,999). */
+export function timestampInRange(ts: Timestamp): boolean {
+  const { seconds, nanos } = ts;
+  return seconds >= MIN_SECONDS && seconds <= MAX_SECONDS && Number.isInteger(nanos) && nanos >= 0 && nanos <= 999_999_999;
+}
+
 /** RFC 3339 UTC text of a Timestamp, or null when out of the protobuf Timestamp range. */
 export function timestampToText(ts: Timestamp): string | null {
+  if (!timestampInRange(ts)) return null;
   const { seconds, nanos } = ts;
-  if (seconds < MIN_SECONDS || seconds > MAX_SECONDS || !Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) return null;
   const base = new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
   if (nanos === 0) return `${base}Z`;
   const digits = String(nanos).padStart(9, "0");
@@ -320,6 +330,11 @@ interface Problem {
   description: string;
 }
 
+/** Whether PostgreSQL can store `s` as text (no NUL) and it is valid UTF-16 (no unpaired surrogate). */
+export function storableText(s: string): boolean {
+  return !BAD_CHAR.test(s);
+}
+
 /** Length (in code points) and character checks of one text. */
 function checkText(what: string, s: string, limit: number): Problem | null {
   // s.length (UTF-16 units) >= code points, so only count when it could matter.
@@ -328,7 +343,7 @@ function checkText(what: string, s: string, limit: number): Problem | null {
     for (const _ of s) points++;
     if (points > limit) return { reason: "TOO_LONG", description: `${what} holds at most ${limit} characters; got ${points}` };
   }
-  if (BAD_CHAR.test(s)) {
+  if (!storableText(s)) {
     return { reason: "INVALID_CHARACTER", description: `${what} contains a NUL character or an unpaired surrogate, which cannot be stored` };
   }
   return null;

@@ -91,10 +91,17 @@ export interface ChangeDraft {
   fieldsAfter: Record<string, StoredValue>;
 }
 
-export interface AppliedMutation {
+/** The first outcome of a client_mutation_id, and what it stood for (records/fingerprint.ts). */
+export interface EarlierResult {
+  result: MutationResult;
+  /** Null for results stored before fingerprints were (they replay to any retry, as they always did). */
+  fingerprint: string | null;
+}
+
+export interface AppliedMutation extends EarlierResult {
   tenant: string;
   clientMutationId: string;
-  result: MutationResult;
+  fingerprint: string;
   /** Index into `changes` of the change this mutation made; null when it changed nothing. */
   changeIndex: number | null;
 }
@@ -125,7 +132,7 @@ export interface BatchReads {
   /** Holder record ids of identity values, keyed by `identityKeyString`. */
   holders: Map<string, string>;
   /** Earlier results by client_mutation_id, keyed by `${tenant}\0${id}`. */
-  applied: Map<string, MutationResult>;
+  applied: Map<string, EarlierResult>;
   /** The locked records that exist, by `recordKeyString`. */
   locked: Map<string, StoredRecord>;
 }
@@ -338,7 +345,7 @@ export class RecordStore {
         ];
         const results = statements.length > 0 ? await tx.run(statements) : [];
         const holders = lookups.length > 0 ? holdersOf(results.shift()!.rows as IdentityRow[]) : new Map<string, string>();
-        const applied = ids.length > 0 ? appliedOf(results.shift()!.rows as AppliedRow[], (seq) => this.cursorOf(seq)) : new Map<string, MutationResult>();
+        const applied = ids.length > 0 ? appliedOf(results.shift()!.rows as AppliedRow[], (seq) => this.cursorOf(seq)) : new Map<string, EarlierResult>();
         const locked = new Map(locking ? (results.shift()!.rows as RecordRow[]).map((r) => [recordKeyString(r), toRecord(r)]) : []);
         return { holders, applied, locked };
       },
@@ -438,7 +445,7 @@ function holdersOf(rows: readonly IdentityRow[]): Map<string, string> {
 interface AppliedRow {
   tenant: string;
   client_mutation_id: string;
-  result: ResultJson;
+  result: StoredResultJson;
   /** Null for a mutation that changed nothing, and for rows written before migration 0010 (their result holds the cursor). */
   seq: string | null;
 }
@@ -452,12 +459,13 @@ function appliedStatement(ids: readonly { tenant: string; clientMutationId: stri
   };
 }
 
-function appliedOf(rows: readonly AppliedRow[], cursorOf: (seq: bigint) => string): Map<string, MutationResult> {
+function appliedOf(rows: readonly AppliedRow[], cursorOf: (seq: bigint) => string): Map<string, EarlierResult> {
   return new Map(
     rows.map((r) => {
-      const result = fromResultJson(r.result);
+      const { fp, ...stored } = r.result;
+      const result = fromResultJson(stored);
       if (r.seq !== null) result.cursor = cursorOf(BigInt(r.seq));
-      return [`${r.tenant}\u0000${r.client_mutation_id}`, result];
+      return [`${r.tenant}\u0000${r.client_mutation_id}`, { result, fingerprint: fp ?? null }];
     }),
   );
 }
@@ -483,7 +491,8 @@ function appliedInsert(applied: readonly AppliedMutation[], changes: readonly Ch
       JSON.stringify(
         applied.map((a) => {
           const c = a.changeIndex === null ? null : changes[a.changeIndex]!;
-          return { tenant: a.tenant, cmid: a.clientMutationId, result: toResultJson(a.result), collection: c?.collection ?? null, rid: c?.recordId ?? null, nv: c?.newVersion ?? null };
+          const result: StoredResultJson = { ...toResultJson(a.result), fp: a.fingerprint };
+          return { tenant: a.tenant, cmid: a.clientMutationId, result, collection: c?.collection ?? null, rid: c?.recordId ?? null, nv: c?.newVersion ?? null };
         }),
       ),
     ],
@@ -623,6 +632,9 @@ function outcomeFromJson(o: OutcomeJson): FieldOutcome {
 }
 
 type ResultJson = Omit<MutationResult, "fields"> & { fields: OutcomeJson[] };
+
+/** A result as applied_mutations stores it, with its mutation's fingerprint. */
+type StoredResultJson = ResultJson & { fp?: string };
 
 function toResultJson(r: MutationResult): ResultJson {
   return { ...r, fields: r.fields.map(outcomeToJson) };

@@ -41,6 +41,9 @@ export interface Identity {
 
 export const ADMIN_ROLES = ["admin"];
 
+/** The hash-mask secret test nodes share (page tokens are sealed under a key derived from it). */
+export const TEST_MASK_HASH_KEY = "test-mask-key";
+
 /** The request headers an identity sends. */
 export function identityHeaders(id: Identity): Record<string, string> {
   if (id.authorization === null) return {};
@@ -69,7 +72,7 @@ export async function startTestNode(overrides: NodeConfigInput = {}, opts: TestN
     grpcPort: 0,
     webPort: 0,
     insecureDevAuth: false,
-    auth: { jwt: { issuer: TEST_ISSUER, audience: [TEST_AUDIENCE], jwks: testJwks }, maskHashKey: "test-mask-key", auditFlushMs: 20 },
+    auth: { jwt: { issuer: TEST_ISSUER, audience: [TEST_AUDIENCE], jwks: testJwks }, maskHashKey: TEST_MASK_HASH_KEY, auditFlushMs: 20 },
     shutdownGraceMs: 2000,
     databaseUrl: overrides.databaseUrl ?? (await testDatabaseUrl()),
     ...overrides,

@@ -4,6 +4,7 @@ import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema } from "../../gen
 import { ERROR_KIND_CODES, INTERNAL_ERROR_MESSAGE, toConnectError } from "../../services/platform/error-mapping.js";
 import { encodeStatusDetails } from "../../services/platform/transport/status.js";
 import { DomainError, ERROR_DOMAIN, invalidArgument, notFound, type ErrorKind } from "../../services/platform/errors.js";
+import { toStoreError } from "../../services/store/pg-errors.js";
 
 const silent = { error: () => undefined };
 
@@ -92,5 +93,48 @@ describe("toConnectError", () => {
     }
     expect(logged).toHaveLength(4);
     expect((logged[0] as { err: unknown }).err).toBe(secret);
+  });
+});
+
+describe("toStoreError", () => {
+  /** A driver error as node-postgres raises it. */
+  const pgError = (code: string, message: string) => Object.assign(new Error(message), { code, severity: "ERROR" });
+  const sent = (e: unknown) => toConnectError(toStoreError(e), silent);
+
+  // Input the database refuses: the request's fault, so INVALID_ARGUMENT, and none of the driver's words (nor the SQLSTATE) are sent.
+  it.each([
+    ["22021", 'invalid byte sequence for encoding "UTF8": 0x00', "UNSTORABLE_TEXT"],
+    ["22P05", "unsupported Unicode escape sequence", "UNSTORABLE_TEXT"],
+    ["22003", 'value "1000000000000000000000000000000" is out of range for type bigint', "VALUE_OUT_OF_RANGE"],
+    ["22008", 'date/time field value out of range: "0NaN-NaN-NaN"', "VALUE_OUT_OF_RANGE"],
+    ["22007", 'invalid input syntax for type timestamp with time zone: "0NaN-NaN-NaNTNaN:NaN:NaN.NaN+NaN:NaN"', "VALUE_OUT_OF_RANGE"],
+    ["22001", "value too long for type character varying(64)", "VALUE_OUT_OF_RANGE"],
+  ] as const)("maps SQLSTATE %s to INVALID_ARGUMENT (%s) without the database's text", (code, message, reason) => {
+    const e = sent(pgError(code, message));
+    expect(e.code).toBe(Code.InvalidArgument);
+    expect(e.findDetails(ErrorInfoSchema)[0]?.reason).toBe(reason);
+    if (reason === "UNSTORABLE_TEXT") expect(e.rawMessage).toMatch(/NUL/);
+    expect(Buffer.from(encodeStatusDetails(e)).toString("latin1")).not.toMatch(/UTF8|0x00|escape sequence|bigint|NaN|varying|out of range for|22[0-9A-Z]{3}/);
+  });
+
+  it("keeps the other meanings: connection loss, conflicts, the server's own query errors", () => {
+    expect(toStoreError(pgError("57P01", "terminating connection due to administrator command")).kind).toBe("unavailable");
+    expect(toStoreError(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" })).kind).toBe("unavailable");
+    expect(toStoreError(new Error("Connection terminated unexpectedly")).kind).toBe("unavailable");
+    expect(toStoreError(pgError("40001", "could not serialize access")).reason).toBe("TRANSACTION_CONFLICT");
+    expect(toStoreError(pgError("40P01", "deadlock detected")).kind).toBe("aborted");
+    for (const [code, message] of [
+      ["42703", 'column "fields_gone" does not exist'],
+      ["23505", 'duplicate key value violates unique constraint "records_pkey"'],
+      ["22012", "division by zero"],
+      ["22P02", 'invalid input syntax for type bigint: "x"'],
+      ["2201B", "invalid regular expression"],
+    ] as const) {
+      const e = toStoreError(pgError(code, message));
+      expect(e.kind, code).toBe("internal");
+      expect(e.reason).toBe("STORAGE_ERROR");
+    }
+    const domain = invalidArgument("bad", []);
+    expect(toStoreError(domain)).toBe(domain);
   });
 });

@@ -14,7 +14,8 @@ import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type M
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { ErrorLogger } from "../error-mapping.js";
-import { toConnectError } from "../error-mapping.js";
+import { domainErrorToConnectError, toConnectError } from "../error-mapping.js";
+import { malformedRequest } from "../errors.js";
 import { HealthState } from "../health.js";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import { PreEncoded } from "./pre-encoded.js";
@@ -133,7 +134,7 @@ function decodeInput(schema: DescMessage, bytes: Buffer, fast: FastDecoder | und
   try {
     return fast?.(bytes) ?? fromBinary(schema, bytes);
   } catch {
-    return new ConnectError(`malformed request: not a valid ${schema.typeName}`, Code.InvalidArgument);
+    return domainErrorToConnectError(malformedRequest(schema.typeName));
   }
 }
 

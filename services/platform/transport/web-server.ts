@@ -14,6 +14,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "../../../gen/health/v1/health_pb.js";
 import type { HealthState } from "../health.js";
 import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, SHUTDOWN_MESSAGE, type GrpcTls, type TransportLogger } from "./grpc-server.js";
+import { answerMalformedRequests } from "./malformed-request.js";
 import { lazyPeer, peerKey } from "./peer.js";
 import { wrapMethods, type CallInterceptor, type RequestHook, type ServedService } from "./wrap.js";
 
@@ -137,6 +138,9 @@ export async function startWebServer(opts: WebServerOptions): Promise<RunningWeb
           router.rpc(method, fn as unknown as MethodImpl<DescMethod>, streaming ? { shutdownSignal: streamShutdown.signal } : {});
         }
       }
+      // Request bytes connect-node cannot decode get the grpc port's answer
+      // (malformed-request.ts). The adapter serves router.handlers as they are after routes().
+      router.handlers.splice(0, router.handlers.length, ...router.handlers.map(answerMalformedRequests));
     },
     contextValues(req) {
       const values = createContextValues();

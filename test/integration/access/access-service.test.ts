@@ -10,6 +10,7 @@ import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import type { TestNode } from "../../support/node.js";
 import { byId, enm, rejection, str } from "../../support/rpc.js";
+import { forgedToken, refusal, tokenBytes } from "../../support/page-tokens.js";
 import { ADMIN, eastSales, FINANCE, seed, startAccessNode, uid } from "./helpers.js";
 
 let node: TestNode;
@@ -128,6 +129,44 @@ describe("audit log", () => {
     expect(seqs).toEqual([...seqs].sort((a, b) => (a > b ? -1 : 1)));
     expect(new Set(seqs).size).toBe(seqs.length);
     expect(first.entries.every((e) => e.details.action === "delete" && e.reason === "ACTION_NOT_GRANTED")).toBe(true);
+  });
+
+  const clients = [
+    ["grpc-js", () => node.grpcJs(AccessService, ADMIN)],
+    ["connect", () => node.connect(AccessService, ADMIN)],
+  ] as const;
+
+  it.each(clients)("refuses page tokens it did not issue, or holding a position it never pages by, as INVALID_PAGE_TOKEN (%s)", async (_name, client) => {
+    const as = client();
+    // The handler's query: a forged token with a valid position is honoured, so the ones below fail for their position.
+    const query = { a: "", k: 0, c: "", r: "" };
+    await as.queryAuditLog({ pageToken: forgedToken(query, "5") });
+    const badToken = { code: Code.InvalidArgument, reason: "INVALID_ARGUMENT", violations: ["page_token: INVALID_PAGE_TOKEN"] };
+    for (const after of ["x", "", "0", "1e3", "9007199254740992", "99999999999999999999"]) {
+      expect(refusal(await rejection(as.queryAuditLog({ pageToken: forgedToken(query, after) }))), after).toEqual(badToken);
+    }
+    const real = (await as.queryAuditLog({ pageSize: 1 })).nextPageToken;
+    const tampered = Buffer.from(real, "base64url");
+    tampered[tampered.length - 1] = tampered[tampered.length - 1]! ^ 1;
+    expect(refusal(await rejection(as.queryAuditLog({ pageSize: 1, pageToken: tampered.toString("base64url") })))).toEqual(badToken);
+    expect(tokenBytes(real)).not.toMatch(/"after"|"q"/);
+  });
+
+  it.each(clients)("since or until outside the Timestamp range is INVALID_ARGUMENT naming it (%s)", async (_name, client) => {
+    const as = client();
+    const outOfRange = (field: string) => ({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT", violations: [`${field}: OUT_OF_RANGE`] });
+    expect(refusal(await rejection(as.queryAuditLog({ since: { seconds: 10n ** 13n, nanos: 0 } })))).toEqual(outOfRange("since"));
+    expect(refusal(await rejection(as.queryAuditLog({ since: { seconds: -(10n ** 13n), nanos: 0 } })))).toEqual(outOfRange("since"));
+    expect(refusal(await rejection(as.queryAuditLog({ until: { seconds: 10n ** 13n, nanos: 0 } })))).toEqual(outOfRange("until"));
+    expect(refusal(await rejection(as.queryAuditLog({ until: { seconds: 0n, nanos: -1 } })))).toEqual(outOfRange("until"));
+    expect((await as.queryAuditLog({ since: { seconds: 253_402_300_799n, nanos: 0 } })).entries).toEqual([]);
+  });
+
+  it.each(clients)("text the database cannot store is INVALID_ARGUMENT, with none of the database's words (%s)", async (_name, client) => {
+    const e = await rejection(client().queryAuditLog({ actor: "a\u0000b" }));
+    expect(e.code).toBe(Code.InvalidArgument);
+    expect(e.findDetails(ErrorInfoSchema)[0]?.reason).toBe("UNSTORABLE_TEXT");
+    expect(e.rawMessage).not.toMatch(/0x00|UTF8|encoding|postgres|sequence/i);
   });
 
   it("the hash chain verifies, and any edit or removal of an entry is found", async () => {

@@ -1,6 +1,7 @@
 // Conflict handling end to end: per-field policies decided by a real node on
 // a real PostgreSQL, the review queue, and resolutions through the write path.
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConflictService, TicketStatus } from "../../../gen/deltamesh/v1/conflicts_pb.js";
@@ -9,6 +10,7 @@ import { FieldOutcome_Status, type MutationSchema } from "../../../gen/deltamesh
 import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { startTestNode, type TestNode } from "../../support/node.js";
 import { dec, enm, rejection, str, type ValueInit } from "../../support/rpc.js";
+import { forgedToken, refusal, tokenBytes } from "../../support/page-tokens.js";
 
 const ref = (id: string) => ({ collection: "customers", target: { case: "id" as const, value: id } });
 
@@ -183,5 +185,71 @@ describe.each([
       pageToken = page.nextPageToken;
     } while (pageToken);
     expect(seen.filter((r) => ids.includes(r))).toEqual(ids);
+  });
+
+  /** An open owner ticket on a new record; returns the record id. */
+  const ticketed = async () => {
+    const id = await create({ owner: str("a") });
+    await write({ ref: ref(id), set: { owner: str("b") }, baseVersion: 1n });
+    await write({ ref: ref(id), set: { owner: str("c") }, baseVersion: 1n });
+    return id;
+  };
+  const badToken = { code: Code.InvalidArgument, reason: "INVALID_ARGUMENT", violations: ["page_token: INVALID_PAGE_TOKEN"] };
+
+  it("ticket page tokens are sealed: no ticket id or create time in their bytes", async () => {
+    await ticketed();
+    await ticketed();
+    const page = await cs.listConflictTickets({ field: "owner", status: TicketStatus.OPEN, pageSize: 1 });
+    const last = page.tickets[0]!;
+    const bytes = tokenBytes(page.nextPageToken);
+    expect(bytes).not.toContain(last.id);
+    expect(bytes).not.toContain(timestampDate(last.createTime!).toISOString().slice(0, 19));
+    const next = await cs.listConflictTickets({ field: "owner", status: TicketStatus.OPEN, pageSize: 1, pageToken: page.nextPageToken });
+    expect(next.tickets[0]!.id).not.toBe(last.id);
+  });
+
+  it("refuses ticket page tokens it did not issue, or holding a position it never pages by, as INVALID_PAGE_TOKEN", async () => {
+    await ticketed();
+    // The handler's query: a forged token with a valid position is honoured, so the ones below fail for their position.
+    const query = { c: "", r: "", f: "", s: "", a: 0 };
+    await cs.listConflictTickets({ pageToken: forgedToken(query, JSON.stringify([new Date(0).toISOString(), "t"])) });
+    for (const after of [
+      "x",
+      "",
+      JSON.stringify(["nope", "id"]),
+      JSON.stringify(["2026-01-01T00:00:00.000Z", "a\u0000"]),
+      JSON.stringify(["+275760-09-13T00:00:00.000Z", "id"]),
+      JSON.stringify({ time: 1 }),
+    ]) {
+      expect(refusal(await rejection(cs.listConflictTickets({ pageToken: forgedToken(query, after) }))), after).toEqual(badToken);
+    }
+    const real = (await cs.listConflictTickets({ pageSize: 1 })).nextPageToken;
+    const tampered = Buffer.from(real, "base64url");
+    tampered[5] = tampered[5]! ^ 1;
+    expect(refusal(await rejection(cs.listConflictTickets({ pageSize: 1, pageToken: tampered.toString("base64url") })))).toEqual(badToken);
+    const unsealed = Buffer.from(JSON.stringify({ q: "x", after: "x" })).toString("base64url");
+    expect(refusal(await rejection(cs.listConflictTickets({ pageToken: unsealed })))).toEqual(badToken);
+  });
+
+  it("min_age beyond the Duration range is INVALID_ARGUMENT naming min_age; the longest one lists nothing", async () => {
+    for (const minAge of [{ seconds: 10n ** 13n, nanos: 0 }, { seconds: 315_576_000_001n, nanos: 0 }, { seconds: 1n, nanos: 1_000_000_000 }]) {
+      expect(refusal(await rejection(cs.listConflictTickets({ minAge })))).toEqual({
+        code: Code.InvalidArgument,
+        reason: "INVALID_ARGUMENT",
+        violations: ["min_age: OUT_OF_RANGE"],
+      });
+    }
+    expect((await cs.listConflictTickets({ minAge: { seconds: 315_576_000_000n, nanos: 0 } })).tickets).toEqual([]);
+  });
+
+  it("a NUL character in a ticket id or a ticket filter is INVALID_ARGUMENT naming the field", async () => {
+    const nul = (field: string) => ({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT", violations: [`${field}: INVALID_CHARACTER`] });
+    const ticketId = "a\u0000";
+    expect(refusal(await rejection(cs.getConflictTicket({ ticketId })))).toEqual(nul("ticket_id"));
+    expect(refusal(await rejection(cs.resolveConflictTicket({ ticketId, choice: { case: "candidateIndex", value: 0 } })))).toEqual(nul("ticket_id"));
+    expect(refusal(await rejection(cs.dismissConflictTicket({ ticketId })))).toEqual(nul("ticket_id"));
+    expect(refusal(await rejection(cs.listConflictTickets({ recordId: "r\u0000" })))).toEqual(nul("record_id"));
+    expect(refusal(await rejection(cs.listConflictTickets({ collection: "customers\u0000" })))).toEqual(nul("collection"));
+    expect(refusal(await rejection(cs.listConflictTickets({ field: "\u0000" })))).toEqual(nul("field"));
   });
 });

@@ -11,6 +11,7 @@ import { FieldOutcome_Status, type MutationSchema } from "../../../gen/deltamesh
 import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { startTestNode, type TestNode } from "../../support/node.js";
 import { byId, byKey, enm, int, rejection, str } from "../../support/rpc.js";
+import { forgedToken, refusal, tokenBytes } from "../../support/page-tokens.js";
 
 type MutationInit = MessageInitShape<typeof MutationSchema>;
 
@@ -280,6 +281,49 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     expect(all[2]!.clocks.visits).toMatchObject({ version: 3n, source: "crm-desktop", device: "pc-2", actor: "tester" });
     expect(all.every((c) => c.actor === "tester")).toBe(true); // the authenticated subject of the test token
     expect(rest.nextPageToken).toBe("");
+  });
+
+  it("page tokens are sealed: no record id or query in their bytes, and they still page", async () => {
+    const tag = uid("sealed");
+    const ids = Array.from({ length: 3 }, (_, i) => `${tag}-${i}`);
+    await write(...ids.map((id) => ({ ref: byId(id), set: { region, name: str(id), owner: str(tag) } })));
+    const first = await rs.listRecords({ collection: "customers", pageSize: 2, filters: [{ field: "owner", value: str(tag) }] });
+    expect(first.records.map((r) => r.id)).toEqual(ids.slice(0, 2));
+    const bytes = tokenBytes(first.nextPageToken);
+    for (const s of [...ids, tag, "customers", "after"]) expect(bytes).not.toContain(s);
+    const rest = await rs.listRecords({ collection: "customers", pageSize: 2, pageToken: first.nextPageToken, filters: [{ field: "owner", value: str(tag) }] });
+    expect(rest.records.map((r) => r.id)).toEqual(ids.slice(2));
+    const history = await rs.getRecordHistory({ ref: byId(ids[0]!), pageSize: 1 });
+    expect(tokenBytes(history.nextPageToken)).not.toContain(ids[0]!);
+  });
+
+  it("refuses page tokens it did not issue, or holding a position it never pages by, as INVALID_PAGE_TOKEN", async () => {
+    const id = uid("pt");
+    await write({ ref: byId(id), set: { region, name: str("v0") } });
+    await write({ ref: byId(id), set: { name: str("v1") } });
+    await write({ ref: byId(`${id}-z`), set: { region, name: str("after it") } });
+    // The handlers' queries: a forged token with a valid position is honoured, so the ones below fail for their position.
+    const historyQuery = { collection: "customers", id };
+    const listQuery = { collection: "customers", equals: {}, deleted: false };
+    expect((await rs.getRecordHistory({ ref: byId(id), pageToken: forgedToken(historyQuery, "1") })).changes.length).toBeGreaterThan(0);
+    expect((await rs.listRecords({ collection: "customers", pageSize: 1, pageToken: forgedToken(listQuery, id) })).records).toHaveLength(1);
+
+    const badToken = { code: Code.InvalidArgument, reason: "INVALID_ARGUMENT", violations: ["page_token: INVALID_PAGE_TOKEN"] };
+    for (const after of ["abc", "1000000000000000000000000000000", "9223372036854775808", "-1", "1.5", ""]) {
+      expect(refusal(await rejection(rs.getRecordHistory({ ref: byId(id), pageToken: forgedToken(historyQuery, after) }))), after).toEqual(badToken);
+    }
+    for (const after of ["a\u0000b", ""]) {
+      expect(refusal(await rejection(rs.listRecords({ collection: "customers", pageToken: forgedToken(listQuery, after) }))), JSON.stringify(after)).toEqual(badToken);
+    }
+    // A real token with one byte changed, and the old unsealed form, are refused the same way.
+    const real = (await rs.getRecordHistory({ ref: byId(id), pageSize: 1 })).nextPageToken;
+    const tampered = Buffer.from(real, "base64url");
+    tampered[tampered.length - 20] = tampered[tampered.length - 20]! ^ 1;
+    const unsealed = Buffer.from(JSON.stringify({ q: "x", after: "1" })).toString("base64url");
+    for (const pageToken of [tampered.toString("base64url"), unsealed]) {
+      expect(refusal(await rejection(rs.getRecordHistory({ ref: byId(id), pageToken })))).toEqual(badToken);
+      expect(refusal(await rejection(rs.listRecords({ collection: "customers", pageToken })))).toEqual(badToken);
+    }
   });
 });
 

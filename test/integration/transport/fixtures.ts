@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { create, toBinary, type Message } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
+import { GetRecordRequestSchema, RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { DomainError, invalidArgument, notFound } from "../../../services/platform/errors.js";
 import { HealthState } from "../../../services/platform/health.js";
 import { startGrpcServer, type GrpcServerOptions, type RunningGrpcServer } from "../../../services/platform/transport/grpc-server.js";
@@ -185,5 +185,12 @@ export const until = async (cond: () => boolean, timeoutMs = 5000, what = "condi
     await new Promise((r) => setTimeout(r, 10));
   }
 };
+
+/** GetRecordRequest bytes whose ref.collection holds 0xff, which is not UTF-8: no decoder accepts them. */
+export function notUtf8Request(): Buffer {
+  const b = Buffer.from(toBinary(GetRecordRequestSchema, create(GetRecordRequestSchema, { ref: { collection: "~", target: { case: "id", value: "a" } } })));
+  b[b.indexOf("~")] = 0xff;
+  return b;
+}
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -15,9 +15,9 @@ import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema } from "../../../
 import { StatusSchema } from "../../../gen/google/rpc/status_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as S, file_health_v1_health } from "../../../gen/health/v1/health_pb.js";
 import { ERROR_DOMAIN } from "../../../services/platform/errors.js";
-import { createGrpcJsClient, type GrpcJsClient } from "../../../services/platform/transport/grpc-client.js";
+import { createGrpcJsClient, fromGrpcError, type GrpcJsClient } from "../../../services/platform/transport/grpc-client.js";
 import { transitiveFiles } from "../../../services/platform/transport/reflection.js";
-import { sleep, startServers, until, type Servers } from "./fixtures.js";
+import { notUtf8Request, sleep, startServers, until, type Servers } from "./fixtures.js";
 import {
   CountMethod,
   CountRequestSchema,
@@ -204,6 +204,16 @@ describe("grpc-js transport", () => {
     );
     expect(err).toBeNull();
     expect(fromBinary(GetRecordResponseSchema, res!).record?.id).toBe("ok");
+  });
+
+  it("answers a request that does not decode (a string that is not UTF-8) with INVALID_ARGUMENT and ErrorInfo MALFORMED_REQUEST", async () => {
+    const { err } = await rawUnary(raw, "/deltamesh.v1.RecordService/GetRecord", notUtf8Request());
+    const e = fromGrpcError(err);
+    expect(e.code).toBe(Code.InvalidArgument);
+    expect(e.rawMessage).toMatch(/^malformed request: the body is not a valid deltamesh\.v1\.GetRecordRequest \(/);
+    expect(e.findDetails(ErrorInfoSchema)).toEqual([
+      expect.objectContaining({ reason: "MALFORMED_REQUEST", domain: ERROR_DOMAIN, metadata: { message_type: "deltamesh.v1.GetRecordRequest" } }),
+    ]);
   });
 
   it("runs request hooks before handlers (not on Health)", async () => {

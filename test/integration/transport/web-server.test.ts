@@ -4,6 +4,10 @@ import net from "node:net";
 import { create, type DescMessage, type DescMethodServerStreaming, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import { endStreamFlag, endStreamFromJson, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { trailerFlag, trailerParse } from "@connectrpc/connect/protocol-grpc-web";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
@@ -11,8 +15,8 @@ import { Health, HealthCheckResponse_ServingStatus as S } from "../../../gen/hea
 import { HealthState } from "../../../services/platform/health.js";
 import { startWebServer } from "../../../services/platform/transport/web-server.js";
 import { served } from "../../../services/platform/transport/wrap.js";
-import { createTestRecordService, Probe, sleep, startServers, until, type Servers } from "./fixtures.js";
-import { CountMethod, CountRequestSchema, type CountResponse } from "./test-protos.js";
+import { createTestRecordService, notUtf8Request, Probe, sleep, startServers, until, type Servers } from "./fixtures.js";
+import { CountMethod, CountRequestSchema, StreamTestService, type CountResponse } from "./test-protos.js";
 
 const ref = (id: string) => ({ collection: "customers", target: { case: "id" as const, value: id } });
 
@@ -105,6 +109,37 @@ describe("connect-node transport (HTTP/1.1)", () => {
     expect(res.status).toBe(400);
     expect(((await res.json()) as { code: string }).code).toBe("invalid_argument");
     expect((await recordsJson.getRecord({ ref: ref("still-up") })).record?.id).toBe("still-up");
+  });
+
+  it("answers a request message it cannot decode with invalid_argument and ErrorInfo MALFORMED_REQUEST, on every protocol", async () => {
+    const post = (path: string, contentType: string, body: Uint8Array) => fetch(`${s.webUrl}/${path}`, { method: "POST", headers: { "content-type": contentType }, body });
+    const expectMalformed = (e: ConnectError | undefined, messageType: string) => {
+      expect(e?.code).toBe(Code.InvalidArgument);
+      expect(e?.rawMessage).toContain(`malformed request: the body is not a valid ${messageType} (`);
+      expect(e?.findDetails(ErrorInfoSchema)).toEqual([expect.objectContaining({ reason: "MALFORMED_REQUEST", domain: "deltamesh.dev", metadata: { message_type: messageType } })]);
+    };
+    const notAnError = new ConnectError("not an error", Code.Unknown);
+
+    // Connect unary: a string field that is not UTF-8 (was HTTP 500 internal "parse binary: ...").
+    const unary = await post("deltamesh.v1.RecordService/GetRecord", "application/proto", notUtf8Request());
+    expect(unary.status).toBe(400);
+    expectMalformed(errorFromJsonBytes(new Uint8Array(await unary.arrayBuffer()), undefined, notAnError), "deltamesh.v1.GetRecordRequest");
+
+    // gRPC-Web: the status is in the trailer frame.
+    const web = await post("deltamesh.v1.RecordService/GetRecord", "application/grpc-web+proto", encodeEnvelope(0, notUtf8Request()));
+    expect(web.status).toBe(200);
+    const frame = new Uint8Array(await web.arrayBuffer());
+    expect(frame[0]).toBe(trailerFlag);
+    expectMalformed(findTrailerError(trailerParse(frame.subarray(5))), "deltamesh.v1.GetRecordRequest");
+
+    // Connect server stream: a truncated field; the error is in the end-stream message.
+    const stream = await post(`${StreamTestService.typeName}/${CountMethod.name}`, "application/connect+proto", encodeEnvelope(0, new Uint8Array([0x08])));
+    expect(stream.status).toBe(200);
+    const end = new Uint8Array(await stream.arrayBuffer());
+    expect(end[0]).toBe(endStreamFlag);
+    expectMalformed(endStreamFromJson(end.subarray(5)).error, CountRequestSchema.typeName);
+
+    expect((await recordsWeb.getRecord({ ref: ref("still-serving") })).record?.id).toBe("still-serving");
   });
 
   it("serves Connect clients (JSON and binary) and gRPC-Web, with error details on the client", async () => {

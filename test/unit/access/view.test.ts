@@ -17,6 +17,19 @@ describe("row scope", () => {
     expect(v.project(customer({ region: "north_china" }))).toBeNull();
   });
 
+  it("reveals: a record matches a lookup only on fields readable in it (under the grants admitting it)", () => {
+    // Finance admits every region without phone; sales admits east China with it.
+    const v = view(principal(["sales", "finance"], { regions: ["east_china"], device_class: "desktop" }));
+    const north = customer({ region: "north_china" });
+    expect(v.inScope(north)).toBe(true);
+    expect(v.reveals(north, [])).toBe(true);
+    expect(v.reveals(north, ["erp_id"])).toBe(true);
+    expect(v.reveals(north, ["phone"])).toBe(false);
+    expect(v.reveals(north, ["erp_id", "phone"])).toBe(false);
+    expect(v.reveals(customer(), ["phone"])).toBe(true);
+    expect(view().reveals(north, [])).toBe(false); // out of scope
+  });
+
   it("a record without the scoped fields is out of scope, not an error", () => {
     expect(view().inScope({ name: "x" })).toBe(false);
   });

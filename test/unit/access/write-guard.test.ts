@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { accessDenialOf, writeGuard } from "../../../services/access/write-guard.js";
 import { DomainError } from "../../../services/platform/errors.js";
 import type { MutationInput, StoredRecord } from "../../../services/records/model.js";
+import { missingRecord } from "../../../services/records/apply-mutation.js";
 import { customer, eastSales, example, principal } from "./fixtures.js";
 
 const mutation = (over: Partial<MutationInput> = {}): MutationInput => ({
@@ -71,11 +72,14 @@ describe("write guard", () => {
     expect(accessDenialOf(e)).toMatchObject({ reason: "OUT_OF_SCOPE", recordId: "secret-id" });
   });
 
-  it("addressed by identity key, the refusal names a fresh id, not the hidden record's", () => {
+  it("addressed by identity key, the refusal names no id, exactly as for an identity value nobody holds", () => {
     const cur = record(customer({ region: "north_china" }), "hidden-id");
-    const e = refusal(() => g.before(cur, mutation({ target: { identity: { field: "phone", value: "+8613812345678" } }, set: { notes: "x" } })));
+    const m = mutation({ target: { identity: { field: "phone", value: "+8613812345678" } }, set: { notes: "x" } });
+    const e = refusal(() => g.before(cur, m));
     expect(e.message).not.toContain("hidden-id");
-    expect(e.metadata.id).toMatch(/^[0-9a-f-]{36}$/);
+    const missing = missingRecord(m, "made-up-id");
+    expect([e.kind, e.reason, e.message, e.metadata, e.resource]).toEqual([missing.kind, missing.reason, missing.message, missing.metadata, missing.resource]);
+    expect(e.metadata).toEqual({ collection: "customers" });
   });
 
   it("refuses moving a record out of the writer's scope", () => {

@@ -29,6 +29,19 @@ describe("AccessView", () => {
     expect(filtered.admits(stored(customer()))).toBe(false);
   });
 
+  it("a record hiding a filtered field is not in view: changing that value alone sends nothing", () => {
+    // Finance admits north China without phone; sales admits east China with it.
+    const p = principal(["sales", "finance"], { regions: ["east_china"], device_class: "desktop" });
+    const v = build(sub(p, [{ collection: "customers", equals: { phone: "+8613812345678" }, fields: null }]));
+    const north = customer({ region: "north_china" });
+    expect(v.admits(stored(customer()))).toBe(true);
+    expect(v.admits(stored(north))).toBe(false);
+    expect(changeEvent(change({ seq: 1, before: north, set: { phone: "+8613900001111" } }), v)).toBeNull();
+    expect(changeEvent(change({ seq: 2, before: { ...north, phone: "+8613900001111" }, set: { phone: "+8613812345678" } }), v)).toBeNull();
+    // Moved where it shows its phone: in view.
+    expect(changeEvent(change({ seq: 3, before: north, set: { region: "east_china" } }), v)).toMatchObject({ kind: "enter" });
+  });
+
   it("shows readable fields only, masked by device class, and says which are masked", () => {
     const r = stored(customer());
     const mobile = viewRecord(build(sub(eastSales("mobile"))), r);
@@ -112,6 +125,6 @@ describe("AccessView", () => {
     expect(v.admits(untouchable)).toBe(true);
     expect(v.fieldVisible(untouchable, "phone")).toBe(true);
     expect(v.shape(untouchable)).not.toBe("");
-    expect(v.show(untouchable, { notes: "x" })).toEqual({ fields: { notes: "x" }, masked: [] });
+    expect(v.show(untouchable, { notes: "x" })).toEqual({ fields: { notes: "x" }, masked: [], unmaskedSensitive: [] });
   });
 });
