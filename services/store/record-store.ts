@@ -549,6 +549,13 @@ export async function listRecords(db: Pool | PoolClient, q: ListQuery): Promise<
   if (Object.keys(q.equals).length > 0) {
     params.push(JSON.stringify(q.equals));
     where += ` AND fields @> $${params.length}::jsonb`;
+    // Containment (which the GIN index serves) is equality only for scalars:
+    // a list or object value must also match whole, as stream filters do.
+    for (const [field, value] of Object.entries(q.equals)) {
+      if (typeof value !== "object" || value === null) continue;
+      params.push(field, JSON.stringify(value));
+      where += ` AND fields -> $${params.length - 1}::text = $${params.length}::jsonb`;
+    }
   }
   const res = await db.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE ${where} ORDER BY id LIMIT $4`, params);
   return res.rows.map(toRecord);

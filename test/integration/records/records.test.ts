@@ -244,6 +244,15 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     expect(unknown.findDetails(BadRequestSchema)[0]!.fieldViolations[0]!.field).toBe("filters[0].field");
   });
 
+  it("a filter on a list field matches the whole list, as a stream filter does, not any list containing it", async () => {
+    const tag = uid("tag");
+    const [exact, more] = [uid("c"), uid("c")];
+    const tags = (...values: string[]) => ({ kind: { case: "stringListValue" as const, value: { values } } });
+    await write({ ref: byId(exact), set: { region, name: str("Exact"), tags: tags(tag) } }, { ref: byId(more), set: { region, name: str("More"), tags: tags(tag, "other") } });
+    const page = await rs.listRecords({ collection: "customers", filters: [{ field: "tags", value: tags(tag) }] });
+    expect(page.records.map((r) => r.id)).toEqual([exact]);
+  });
+
   it("deletes leave a tombstone: NOT_FOUND on get, visible with include_deleted and in history", async () => {
     const id = uid("c");
     await write({ ref: byId(id), set: { region, name: str("Gone") } });
