@@ -27,7 +27,7 @@ import { checkName, encodeClock, encodeResult, encodeShown } from "../records/co
 import type { MutationInput, StoredRecord } from "../records/model.js";
 import type { WritePipeline } from "../records/write-pipeline.js";
 import type { CollectionSchema, StoredValue } from "../schema/types.js";
-import { decodeValue, encodeValue } from "../schema/values.js";
+import { decodeValue, encodeValue, storableText } from "../schema/values.js";
 import { recordKeyString, type RecordStore } from "../store/record-store.js";
 import type { ConflictTicket, TicketStatus as StoreStatus } from "../store/ticket-sql.js";
 
@@ -140,10 +140,12 @@ function minAgeMs(d: Duration | undefined): number {
   return ms;
 }
 
-/** Refuses a ticket id or filter PostgreSQL cannot hold as text (a NUL character): no ticket has one. */
+/** Refuses a ticket id or filter PostgreSQL cannot hold as text (a NUL character, an unpaired surrogate): no ticket has one. */
 function checkText(value: string, field: string): void {
-  if (value.includes("\u0000")) {
-    throw invalidArgument(`${field} contains a NUL character`, [{ field, description: "must not contain NUL (U+0000) characters", reason: "INVALID_CHARACTER" }]);
+  if (!storableText(value)) {
+    throw invalidArgument(`${field} contains a NUL character or an unpaired surrogate`, [
+      { field, description: "must not contain NUL (U+0000) characters or unpaired surrogates", reason: "INVALID_CHARACTER" },
+    ]);
   }
 }
 
