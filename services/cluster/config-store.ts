@@ -110,7 +110,9 @@ export async function openEtcdConfigSource(opts: EtcdConfigOptions): Promise<Etc
     seen = s.revision;
     let next: ConfigSnapshot;
     try {
-      next = checked ? { ...checked, revision: s.revision.toString() } : validate(s);
+      // Built again under its stored revision: the policy carries the revision
+      // too, and views and stream groups are keyed by it (policy.ts).
+      next = checked ? buildSnapshot(checked.doc, s.revision.toString()) : validate(s);
     } catch (e) {
       log.warn(
         { key, revision: s.revision.toString(), current: publisher.current().revision, error: e instanceof Error ? e.message : String(e), violations: isDomainError(e) ? e.violations : [] },

@@ -3,6 +3,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
+import type { AccessControl } from "../access/control.js";
+import { POLICIES_SECTION } from "../access/policy-load.js";
 import {
   ClusterService,
   CoordinationState,
@@ -21,6 +23,8 @@ export interface ClusterServiceDeps {
   readonly cluster: ClusterNode;
   /** The database pool (read lazily: the handlers run only once the database is ready). */
   readonly pool: Pool;
+  /** Reading or replacing the config (schemas and the access policy) is an administrator's act, audited like PutPolicy. */
+  readonly access: AccessControl;
 }
 
 const COORDINATION: Readonly<Record<Coordination, CoordinationState>> = {
@@ -70,19 +74,29 @@ export function createClusterService(deps: ClusterServiceDeps): ServiceImpl<type
         fenceHolder: fence?.holder ?? "",
       };
     },
-    async getConfig() {
+    async getConfig(_req, ctx) {
+      deps.access.forCall(ctx).require("admin");
       const cluster = deps.cluster;
       return { document: cluster.config.currentText(), revision: cluster.config.current().revision, store: cluster.config.store };
     },
-    async applyConfig(req) {
+    async applyConfig(req, ctx) {
+      const access = deps.access.forCall(ctx);
+      access.require("admin");
       const cluster = deps.cluster;
       const format = guessFormat(req.document);
-      const before = cluster.config.current().revision;
+      const previous = cluster.config.current();
+      const before = previous.revision;
       if (req.dryRun) {
         buildSnapshot(parseConfigText(req.document, format), "");
         return { revision: before, changed: false };
       }
       const after = await cluster.config.replaceDocument(req.document, format, req.expectedRevision);
+      if (JSON.stringify(after.doc[POLICIES_SECTION] ?? null) !== JSON.stringify(previous.doc[POLICIES_SECTION] ?? null)) {
+        await access.recordNow("policy_change", {
+          reason: "CONFIG_APPLIED",
+          details: { from_revision: before, to_revision: after.revision, roles: String(after.policy.roles.size) },
+        });
+      }
       return { revision: after.revision, changed: after.revision !== before };
     },
   };

@@ -112,6 +112,11 @@ export function decodeFilters(
       violations.push({ field: `${at}.field`, description: `${collection.name} has no field ${JSON.stringify(f.field)}`, reason: "UNKNOWN_FIELD" });
       return;
     }
+    if (filters.findIndex((g) => g.field === f.field) !== i) {
+      // Filters all apply, so two on one field would match nothing (or, read as one, silently drop one).
+      violations.push({ field: `${at}.field`, description: `${f.field} is filtered on more than once; filter on each field once`, reason: "DUPLICATE_FILTER" });
+      return;
+    }
     const decoded = decodeValue(field, f.value ?? create(ValueSchema), { defaultPhoneRegion: schemas.defaultPhoneRegion, path: `${at}.value` });
     if (decoded.ok) equals[f.field] = decoded.value;
     else violations.push(decoded.violation);

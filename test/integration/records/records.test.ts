@@ -244,6 +244,14 @@ describe.each(clients)("RecordService via %s", (_name, makeClient) => {
     expect(unknown.findDetails(BadRequestSchema)[0]!.fieldViolations[0]!.field).toBe("filters[0].field");
   });
 
+  it("two filters on one field are INVALID_ARGUMENT (DUPLICATE_FILTER), not one silently dropped", async () => {
+    const err = await rejection(
+      rs.listRecords({ collection: "customers", filters: [{ field: "region", value: region }, { field: "region", value: enm("north_china") }] }),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => [v.field, v.reason])).toEqual([["filters[1].field", "DUPLICATE_FILTER"]]);
+  });
+
   it("a filter on a list field matches the whole list, as a stream filter does, not any list containing it", async () => {
     const tag = uid("tag");
     const [exact, more] = [uid("c"), uid("c")];

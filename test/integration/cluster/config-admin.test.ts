@@ -1,0 +1,82 @@
+// The config document (schemas and the access policy) through ClusterService
+// on a node coordinated by a real etcd: only administrators read or replace
+// it, a replaced policy is audited, and the node that applied a change moves
+// its own open streams to every new policy, not only the first.
+import { readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { AccessService, AuditEventKind } from "../../../gen/deltamesh/v1/access_pb.js";
+import { ChangeService } from "../../../gen/deltamesh/v1/changes_pb.js";
+import { ClusterService } from "../../../gen/deltamesh/v1/cluster_pb.js";
+import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
+import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
+import { DEFAULT_CONFIG_PATH } from "../../../services/config/file-source.js";
+import { scratchDir, testEtcdEndpoint, testEtcdPrefix } from "../../support/env.js";
+import { startTestNode, type Identity, type TestNode } from "../../support/node.js";
+import { byId, enm, rejection, str } from "../../support/rpc.js";
+import { openStream } from "../../support/streams.js";
+
+type ConfigDoc = { policies: { roles: Record<string, { grants: Record<string, unknown>[] }> } };
+
+let node: TestNode;
+const SALES: Identity = { subject: "sales-1", roles: ["sales"], attributes: { regions: ["east_china"], device_class: "desktop" } };
+const admin = () => node.connect(ClusterService);
+const currentDoc = async () => parse((await admin().getConfig({})).document) as ConfigDoc;
+
+beforeAll(async () => {
+  const configFile = path.join(await scratchDir("config-admin"), "config.yaml");
+  await writeFile(configFile, await readFile(DEFAULT_CONFIG_PATH, "utf8"));
+  node = await startTestNode({ configFile, etcd: { endpoints: [testEtcdEndpoint()], prefix: testEtcdPrefix("cfgadm"), leaseTtlSeconds: 2 } });
+});
+afterAll(async () => {
+  await node?.stop();
+});
+
+describe("ClusterService config", () => {
+  it("GetConfig and ApplyConfig need the admin action: a sales rep cannot read the document or make itself admin", async () => {
+    const sales = node.connect(ClusterService, SALES);
+    expect((await rejection(sales.getConfig({}))).code).toBe(Code.PermissionDenied);
+    const doc = await currentDoc();
+    (doc.policies.roles.sales!.grants[0]!.actions as string[]).push("admin");
+    const before = (await admin().getConfig({})).revision;
+    const err = await rejection(sales.applyConfig({ document: stringify(doc) }));
+    expect(err.code).toBe(Code.PermissionDenied);
+    expect(err.findDetails(ErrorInfoSchema)[0]?.reason).toBe("ACTION_NOT_GRANTED");
+    expect((await admin().getConfig({})).revision).toBe(before);
+    expect((await rejection(node.connect(AccessService, SALES).getPolicy({}))).code).toBe(Code.PermissionDenied);
+  });
+
+  it("an ApplyConfig that changes the policy is audited as a policy change, naming who applied it", async () => {
+    const doc = await currentDoc();
+    doc.policies.roles.sales!.grants[0]!.description = `audited ${Date.now()}`;
+    const applied = await node.connect(ClusterService, { subject: "ops-1", roles: ["admin"] }).applyConfig({ document: stringify(doc) });
+    expect(applied.changed).toBe(true);
+    const entries = (await node.connect(AccessService).queryAuditLog({ kind: AuditEventKind.POLICY_CHANGE, actor: "ops-1", pageSize: 10 })).entries;
+    expect(entries.map((e) => [e.reason, e.details.to_revision])).toEqual([["CONFIG_APPLIED", applied.revision]]);
+  });
+
+  it("the applying node's open streams follow each of several policy changes in a row", async () => {
+    const stream = openStream(node.connect(ChangeService, SALES), { collections: [{ collection: "customers" }], start: { case: "fromNow", value: {} } });
+    try {
+      // Opened before the first change: wait until it is live (its first heartbeat or event).
+      await new Promise((r) => setTimeout(r, 300));
+      for (const [i, mask] of ["redact", "phone", "redact", "phone"].entries()) {
+        const doc = await currentDoc();
+        doc.policies.roles.sales!.grants[0]!.device_masks = { desktop: { phone: mask, email: "none" } };
+        await admin().applyConfig({ document: stringify(doc) });
+        const id = `mask-${process.pid}-${i}-${Date.now()}`;
+        await node.connect(RecordService).writeRecords({ mutations: [{ ref: byId(id), set: { name: str("Li Lei"), region: enm("east_china"), phone: str(`1380013800${i}`) } }] });
+        const isWrite = (e: (typeof stream.events)[number]) => e.kind.case === "upsert" && e.kind.value.id === id;
+        await stream.until((evs) => evs.some(isWrite), 10_000, `the write under mask ${mask}`);
+        const ev = stream.events.find(isWrite)!;
+        const read = (await node.connect(RecordService, SALES).getRecord({ ref: byId(id) })).record!;
+        const streamed = ev.kind.case === "upsert" ? ev.kind.value.set.phone?.kind.value : undefined;
+        expect([mask, streamed]).toEqual([mask, read.fields.phone?.kind.value]);
+      }
+    } finally {
+      stream.close();
+    }
+  });
+});
