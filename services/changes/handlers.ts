@@ -148,7 +148,12 @@ export function createChangeService(deps: ChangeServiceDeps): ServiceImpl<typeof
         );
         if (fields.length > 0) access.record("read_unmasked", { collection: f.collection, fields: [...fields], details: { stream: "subscribe" } });
       }
-      const spec: SubscribeSpec = { view, start, ...(heartbeatMs ? { heartbeatMs } : {}) };
+      const spec: SubscribeSpec = {
+        view,
+        current: (v) => (v instanceof AccessView ? v.rebuilt(deps.access.policy(), schemas()) : v),
+        start,
+        ...(heartbeatMs ? { heartbeatMs } : {}),
+      };
       const credential = watchCredential(access.principal, ctx.signal);
       try {
         for await (const bytes of deps.streams.subscribe(spec, credential.signal)) {

@@ -24,6 +24,8 @@ export type StreamStart = { kind: "cursor"; cursor: string } | { kind: "now" } |
 
 export interface SubscribeSpec {
   view: SubscriberView;
+  /** The view as the access policy stands now (called once the stream is open, to catch a change made while it opened). */
+  current?: (view: SubscriberView) => SubscriberView;
   start: StreamStart;
   /** Heartbeat interval; absent: the configured default. */
   heartbeatMs?: number;
@@ -235,6 +237,10 @@ export class ChangeStreams implements StreamStatsSource {
     const heartbeatMs = spec.heartbeatMs ?? s.heartbeatIntervalMs;
     sub.watch(signal);
     this.open.add(sub);
+    // A policy change announced while the start position was read found this
+    // stream not open yet (replaceViews): it starts under the policy of now.
+    const now = spec.current?.(sub.view);
+    if (now && now.key !== sub.view.key) sub.view = now;
     try {
       if (spec.start.kind === "snapshot") yield* this.snapshot(sub);
       // The first message tells the client where it stands, so even a quiet

@@ -161,6 +161,45 @@ describe("policy changes reach open streams", () => {
     }
   });
 
+  it("a change made while a stream is opening (its view built, its start not yet read) applies to it", async () => {
+    const dept = uid("opening");
+    const east = await seed(node, uid("east"), { region: enm("east_china"), department: str(dept) });
+    // Widen the moment between the handler building the view and the stream
+    // opening (one database read in practice) so the change lands inside it.
+    const reader = (node.node.streams as unknown as { reader: { bounds: () => Promise<unknown> } }).reader;
+    const bounds = reader.bounds.bind(reader);
+    let entered!: () => void;
+    const inGap = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    reader.bounds = async () => {
+      entered();
+      await held;
+      return bounds();
+    };
+    const s = openStream(node.grpcJs(ChangeService, eastSales("desktop")), { collections: [customersOf(dept)], start: { case: "fromNow", value: {} } });
+    let restore: (() => Promise<void>) | null = null;
+    try {
+      await inGap;
+      reader.bounds = bounds;
+      restore = await editPolicy((p) => {
+        for (const g of p.roles.sales!.grants) g.scope = "record.owner == principal.sub";
+      });
+      release();
+      await s.until((e) => e.length > 0, 10_000, "first heartbeat");
+      const from = s.events.length;
+      await edit(east, { notes: str("written after the revocation") });
+      await edit(east, { region: enm("east_china"), owner: str("s-east") }); // the subscriber's own now: in view again
+      await s.until((e) => since(e, from).length >= 1);
+      expect(since(s.events, from)).toEqual([`enter ${east}@3`]);
+    } finally {
+      reader.bounds = bounds;
+      release();
+      s.close();
+      await restore?.();
+    }
+  });
+
   it("a field made unreadable is dropped from the records the stream holds (sent again whole)", async () => {
     const dept = uid("dept");
     const id = await seed(node, uid("f"), { region: enm("east_china"), department: str(dept), notes: str("private") });
