@@ -16,7 +16,7 @@
 // one document); from then on etcd is the truth and nodes' files are unused.
 // Operators replace it with `deltamesh config apply -f <file>`.
 import type { Etcd3, IKeyValue, Watcher } from "etcd3";
-import { isDomainError } from "../platform/errors.js";
+import { invalidArgument, isDomainError, type DomainError } from "../platform/errors.js";
 import { readConfigFileText } from "../config/file-source.js";
 import { convertConfigText, formatOf, parseConfigText, setSectionInText, type ConfigFormat } from "../config/parse.js";
 import {
@@ -56,6 +56,17 @@ interface Stored {
 
 /** How many times an unconditional write retries when another write slipped in between. */
 const UNCONDITIONAL_ATTEMPTS = 5;
+/**
+ * Largest config document stored: etcd refuses requests over 1.5 MiB by
+ * default (--max-request-bytes), with an error that looks like an outage.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+function documentTooLarge(bytes: number): DomainError {
+  return invalidArgument(`the config document is ${bytes} bytes; at most ${MAX_CONFIG_BYTES} are stored`, [
+    { field: "document", description: `at most ${MAX_CONFIG_BYTES} bytes (UTF-8); got ${bytes}`, reason: "TOO_LARGE" },
+  ]);
+}
 
 /**
  * Loads the document (seeding it from `seedFile` when absent), waiting while
@@ -155,6 +166,8 @@ export async function openEtcdConfigSource(opts: EtcdConfigOptions): Promise<Etc
       const current = s?.revision.toString() ?? "0";
       if (expectedRevision && expectedRevision !== current) throw revisionMismatch(expectedRevision, current);
       const nextText = edit(s?.text ?? currentText);
+      const bytes = Buffer.byteLength(nextText);
+      if (bytes > MAX_CONFIG_BYTES) throw documentTooLarge(bytes);
       // Validate before anything is written: a bad document is refused here.
       const checked = buildSnapshot(parseConfigText(nextText, "yaml"), "");
       if (s && nextText === s.text) {

@@ -51,9 +51,15 @@ export function nodeStatus(m: MemberInfo): MessageInitShape<typeof NodeStatusSch
   };
 }
 
-/** JSON is YAML, but a JSON document is read by the stricter JSON parser for its error messages. */
+/** JSON is YAML: a document is read as JSON only when it is JSON (a YAML flow mapping starts with `{` too). */
 export function guessFormat(text: string): ConfigFormat {
-  return /^\s*[{[]/.test(text) ? "json" : "yaml";
+  if (!/^\s*[{[]/.test(text)) return "yaml";
+  try {
+    JSON.parse(text);
+    return "json";
+  } catch {
+    return "yaml";
+  }
 }
 
 export function createClusterService(deps: ClusterServiceDeps): ServiceImpl<typeof ClusterService> {

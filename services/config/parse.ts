@@ -19,13 +19,29 @@ export function formatOf(path: string): ConfigFormat {
 export function parseConfigText(text: string, format: ConfigFormat = "yaml"): unknown {
   const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
   if (format === "json") {
+    let parsed: unknown;
     try {
-      return JSON.parse(body) as unknown;
+      parsed = JSON.parse(body) as unknown;
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       throw invalidArgument(`config is not valid JSON: ${msg}`, [{ field: "", description: msg, reason: "CONFIG_SYNTAX" }], "CONFIG_SYNTAX");
     }
+    // JSON.parse keeps the last of duplicate keys and drops the others
+    // silently; JSON is YAML, whose parser refuses them with their line.
+    yamlDocument(body);
+    return parsed;
   }
+  const doc = yamlDocument(body);
+  try {
+    return doc.toJS({ maxAliasCount: 100 }) as unknown;
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw invalidArgument(`config is not valid YAML: ${msg}`, [{ field: "", description: msg, reason: "CONFIG_SYNTAX" }], "CONFIG_SYNTAX");
+  }
+}
+
+/** The parsed YAML document; CONFIG_SYNTAX listing every error (duplicate keys included). */
+function yamlDocument(body: string) {
   const doc = parseDocument(body, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const violations = doc.errors.map((err) => {
@@ -39,12 +55,7 @@ export function parseConfigText(text: string, format: ConfigFormat = "yaml"): un
       "CONFIG_SYNTAX",
     );
   }
-  try {
-    return doc.toJS({ maxAliasCount: 100 }) as unknown;
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    throw invalidArgument(`config is not valid YAML: ${msg}`, [{ field: "", description: msg, reason: "CONFIG_SYNTAX" }], "CONFIG_SYNTAX");
-  }
+  return doc;
 }
 
 function firstLine(s: string): string {

@@ -11,7 +11,7 @@ import { AccessService, AuditEventKind } from "../../../gen/deltamesh/v1/access_
 import { ChangeService } from "../../../gen/deltamesh/v1/changes_pb.js";
 import { ClusterService } from "../../../gen/deltamesh/v1/cluster_pb.js";
 import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
-import { ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
+import { BadRequestSchema, ErrorInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { DEFAULT_CONFIG_PATH } from "../../../services/config/file-source.js";
 import { scratchDir, testEtcdEndpoint, testEtcdPrefix } from "../../support/env.js";
 import { startTestNode, type Identity, type TestNode } from "../../support/node.js";
@@ -55,6 +55,15 @@ describe("ClusterService config", () => {
     expect(applied.changed).toBe(true);
     const entries = (await node.connect(AccessService).queryAuditLog({ kind: AuditEventKind.POLICY_CHANGE, actor: "ops-1", pageSize: 10 })).entries;
     expect(entries.map((e) => [e.reason, e.details.to_revision])).toEqual([["CONFIG_APPLIED", applied.revision]]);
+  });
+
+  it("a document too large for etcd is INVALID_ARGUMENT naming its size, not an etcd outage, and nothing changes", async () => {
+    const before = (await admin().getConfig({})).revision;
+    const huge = `${stringify(await currentDoc())}# ${"x".repeat(2 * 1024 * 1024)}\n`;
+    const err = await rejection(admin().applyConfig({ document: huge }));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => [v.field, v.reason])).toEqual([["document", "TOO_LARGE"]]);
+    expect((await admin().getConfig({})).revision).toBe(before);
   });
 
   it("the applying node's open streams follow each of several policy changes in a row", async () => {

@@ -34,10 +34,11 @@ describe("cluster handlers' translation", () => {
     expect(s).toMatchObject({ leader: true, streamSubscribers: 3, streamLag: 42n, coordination: CoordinationState.CONNECTED });
   });
 
-  it("reads a document starting with { or [ as JSON, anything else as YAML", () => {
+  it("reads a document as JSON only when it is JSON; a YAML flow mapping (also starting with {) is YAML", () => {
     expect(guessFormat('  {"collections": {}}')).toBe("json");
     expect(guessFormat("collections: {}")).toBe("yaml");
     expect(guessFormat("# comment\n{a: 1}")).toBe("yaml");
+    expect(guessFormat("{collections: {a: {fields: {x: {type: string}}}}}")).toBe("yaml");
   });
 });
 

@@ -103,6 +103,13 @@ describe("parseConfigText", () => {
     expect(thrown(() => parseConfigText("{a:", "json")).reason).toBe("CONFIG_SYNTAX");
   });
 
+  it("refuses duplicate keys in JSON too (JSON.parse alone keeps the last and drops the others)", () => {
+    const e = thrown(() => parseConfigText('{"collections": {"a": {}},\n "collections": {"b": {}}}', "json"));
+    expect(e.reason).toBe("CONFIG_SYNTAX");
+    expect(e.violations[0]!.description).toMatch(/line 2.*unique/i);
+    expect(parseConfigText('{"collections": {"a": {}}}', "json")).toEqual({ collections: { a: {} } });
+  });
+
   it("limits alias expansion", () => {
     const bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
     for (let i = 1; i < 8; i++) bomb.push(`${"abcdefgh"[i]}: &${"abcdefgh"[i]} [${Array(10).fill(`*${"abcdefgh"[i - 1]}`).join(", ")}]`);
