@@ -164,8 +164,20 @@ export async function openEtcdConfigSource(opts: EtcdConfigOptions): Promise<Etc
         throw etcdUnavailable(e, "the config store (etcd)");
       }
       const current = s?.revision.toString() ?? "0";
-      if (expectedRevision && expectedRevision !== current) throw revisionMismatch(expectedRevision, current);
-      const nextText = edit(s?.text ?? currentText);
+      // A stored document no node can load (written around the API, e.g. by
+      // etcdctl) is not what GetConfig shows: callers hold the revision of
+      // the config in force, and a change based on it replaces the bad one.
+      const loadable = (stored: Stored) => {
+        try {
+          validate(stored);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      const basedOnInForce = expectedRevision === publisher.current().revision && s !== null && s.revision.toString() !== expectedRevision && !loadable(s);
+      if (expectedRevision && expectedRevision !== current && !basedOnInForce) throw revisionMismatch(expectedRevision, current);
+      const nextText = edit(basedOnInForce || !s ? currentText : s.text);
       const bytes = Buffer.byteLength(nextText);
       if (bytes > MAX_CONFIG_BYTES) throw documentTooLarge(bytes);
       // Validate before anything is written: a bad document is refused here.

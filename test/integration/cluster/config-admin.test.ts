@@ -5,6 +5,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Code } from "@connectrpc/connect";
+import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { AccessService, AuditEventKind } from "../../../gen/deltamesh/v1/access_pb.js";
@@ -21,6 +22,7 @@ import { openStream } from "../../support/streams.js";
 type ConfigDoc = { policies: { roles: Record<string, { grants: Record<string, unknown>[] }> } };
 
 let node: TestNode;
+let prefix: string;
 const SALES: Identity = { subject: "sales-1", roles: ["sales"], attributes: { regions: ["east_china"], device_class: "desktop" } };
 const admin = () => node.connect(ClusterService);
 const currentDoc = async () => parse((await admin().getConfig({})).document) as ConfigDoc;
@@ -28,7 +30,8 @@ const currentDoc = async () => parse((await admin().getConfig({})).document) as 
 beforeAll(async () => {
   const configFile = path.join(await scratchDir("config-admin"), "config.yaml");
   await writeFile(configFile, await readFile(DEFAULT_CONFIG_PATH, "utf8"));
-  node = await startTestNode({ configFile, etcd: { endpoints: [testEtcdEndpoint()], prefix: testEtcdPrefix("cfgadm"), leaseTtlSeconds: 2 } });
+  prefix = testEtcdPrefix("cfgadm");
+  node = await startTestNode({ configFile, etcd: { endpoints: [testEtcdEndpoint()], prefix, leaseTtlSeconds: 2 } });
 });
 afterAll(async () => {
   await node?.stop();
@@ -64,6 +67,22 @@ describe("ClusterService config", () => {
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.findDetails(BadRequestSchema)[0]?.fieldViolations.map((v) => [v.field, v.reason])).toEqual([["document", "TOO_LARGE"]]);
     expect((await admin().getConfig({})).revision).toBe(before);
+  });
+
+  it("a document no node can load, written to etcd around the API, is replaced by a change based on the config in force", async () => {
+    const inForce = await admin().getConfig({});
+    const etcd = new Etcd3({ hosts: testEtcdEndpoint() });
+    try {
+      await etcd.put(`${prefix}config/document`).value("collections: 3\n");
+    } finally {
+      etcd.close();
+    }
+    // The node keeps serving the config in force, and a change based on it goes through.
+    expect((await admin().getConfig({})).revision).toBe(inForce.revision);
+    const applied = await admin().applyConfig({ document: inForce.document, expectedRevision: inForce.revision });
+    expect(applied.revision).not.toBe(inForce.revision);
+    const { policy, revision } = await node.connect(AccessService).getPolicy({});
+    await node.connect(AccessService).putPolicy({ policy, expectedRevision: revision });
   });
 
   it("the applying node's open streams follow each of several policy changes in a row", async () => {
