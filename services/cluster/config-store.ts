@@ -84,6 +84,14 @@ export async function openEtcdConfigSource(opts: EtcdConfigOptions): Promise<Etc
   };
 
   const validate = (s: Stored): ConfigSnapshot => buildSnapshot(parseConfigText(s.text, "yaml"), s.revision.toString());
+  const loadable = (s: Stored): boolean => {
+    try {
+      validate(s);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 
   // Start: the stored document, or our file as the seed.
   let initial: { stored: Stored; snapshot: ConfigSnapshot } | null = null;
@@ -167,14 +175,6 @@ export async function openEtcdConfigSource(opts: EtcdConfigOptions): Promise<Etc
       // A stored document no node can load (written around the API, e.g. by
       // etcdctl) is not what GetConfig shows: callers hold the revision of
       // the config in force, and a change based on it replaces the bad one.
-      const loadable = (stored: Stored) => {
-        try {
-          validate(stored);
-          return true;
-        } catch {
-          return false;
-        }
-      };
       const basedOnInForce = expectedRevision === publisher.current().revision && s !== null && s.revision.toString() !== expectedRevision && !loadable(s);
       if (expectedRevision && expectedRevision !== current && !basedOnInForce) throw revisionMismatch(expectedRevision, current);
       const nextText = edit(basedOnInForce || !s ? currentText : s.text);
