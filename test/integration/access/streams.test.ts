@@ -239,12 +239,13 @@ describe("refusals", () => {
     const dept = uid("dept");
     const id = await seed(node, uid("exp"), { region: enm("east_china"), department: str(dept) });
     const sales = eastSales();
-    const shortLived: Identity = { authorization: `Bearer ${signTestToken({ sub: sales.subject, roles: sales.roles, attributes: sales.attributes }, { expiresIn: 2 })}` };
+    // Whole seconds from a rounded issue time: at least 3 s to open, write and deliver, even on a loaded machine.
+    const shortLived: Identity = { authorization: `Bearer ${signTestToken({ sub: sales.subject, roles: sales.roles, attributes: sales.attributes }, { expiresIn: 4 })}` };
     const s = openStream(node.grpcJs(ChangeService, shortLived), { collections: [customersOf(dept)], start: { case: "fromNow", value: {} } });
     try {
       await edit(id, { notes: str("before expiry") });
       await s.until((e) => recordEvents(e).length >= 1);
-      await s.done(5_000);
+      await s.done(8_000);
       expect(s.error?.code).toBe(Code.Unauthenticated);
       expect(s.error?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("TOKEN_EXPIRED");
     } finally {

@@ -41,6 +41,30 @@ async function changesOf(id: string): Promise<number> {
   return Number(res.rows[0]!.n);
 }
 
+/** A write pipeline of this process on the node's database (to put writes in one batch, or input past request validation). */
+async function withPipeline(work: (pipeline: WritePipeline) => Promise<void>): Promise<void> {
+  const store = await RecordStore.open({ url: node.node.databaseUrl });
+  try {
+    const schemas = (await readConfigFile(DEFAULT_CONFIG_PATH)).schemas;
+    await work(new WritePipeline(store, () => schemas));
+  } finally {
+    await store.close();
+  }
+}
+
+/** A customers mutation as the pipeline takes it. */
+const customerMutation = (target: MutationInput["target"], set: MutationInput["set"], source = "crm"): MutationInput => ({
+  collection: "customers",
+  target,
+  set,
+  clear: [],
+  baseVersion: 0,
+  clientMutationId: "",
+  source,
+  device: "",
+  delete: false,
+});
+
 /** The error's reason, and its violations as `path: REASON`. */
 function described(err: Awaited<ReturnType<typeof rejection>>) {
   return {
@@ -233,52 +257,32 @@ describe("upserts by identity see the keys earlier mutations of their batch move
   });
 
   it("two callers in one group-commit batch get what they would get one after the other", async () => {
-    const store = await RecordStore.open({ url: node.node.databaseUrl });
-    try {
-      const schemas = (await readConfigFile(DEFAULT_CONFIG_PATH)).schemas;
-      const pipeline = new WritePipeline(store, () => schemas);
-      const base = { clear: [], baseVersion: 0, clientMutationId: "", source: "crm", device: "", delete: false };
+    await withPipeline(async (pipeline) => {
       const [id, p] = [uid("first"), phone()];
       // The first write fills a batch alone; the two behind it form the next one together.
-      const filler = pipeline.write({ tenant: "default", actor: "test", mutations: [{ ...base, collection: "customers", target: { id: uid("filler") }, set: { name: "F", region: "east_china" } }] });
-      const creator = pipeline.write({ tenant: "default", actor: "a", mutations: [{ ...base, collection: "customers", target: { id }, set: { name: "A", region: "east_china", phone: p } }] });
-      const upserter = pipeline.write({ tenant: "default", actor: "b", mutations: [{ ...base, collection: "customers", target: { identity: { field: "phone", value: p } }, set: { notes: "B" } }] });
+      const filler = pipeline.write({ tenant: "default", actor: "test", mutations: [customerMutation({ id: uid("filler") }, { name: "F", region: "east_china" })] });
+      const creator = pipeline.write({ tenant: "default", actor: "a", mutations: [customerMutation({ id }, { name: "A", region: "east_china", phone: p })] });
+      const upserter = pipeline.write({ tenant: "default", actor: "b", mutations: [customerMutation({ identity: { field: "phone", value: p } }, { notes: "B" })] });
       await filler;
       const [[a], [b]] = await Promise.all([creator, upserter]);
       expect([a!.id, a!.version]).toEqual([id, 1]);
       expect([b!.id, b!.version, b!.created]).toEqual([id, 2, false]);
-    } finally {
-      await store.close();
-    }
+    });
   });
 });
 
 describe("one caller's input refused by the database", () => {
   it("fails only that caller: the other writes of its group-commit batch commit", async () => {
-    const store = await RecordStore.open({ url: node.node.databaseUrl });
-    try {
-      const schemas = (await readConfigFile(DEFAULT_CONFIG_PATH)).schemas;
-      const pipeline = new WritePipeline(store, () => schemas);
-      const mutation = (id: string, source: string): MutationInput => ({
-        collection: "customers",
-        target: { id },
-        set: { name: id, region: "east_china" },
-        clear: [],
-        baseVersion: 0,
-        clientMutationId: "",
-        source,
-        device: "",
-        delete: false,
-      });
+    await withPipeline(async (pipeline) => {
       // Past request validation (a caller inside the process): PostgreSQL itself refuses the NUL.
       const ids = Array.from({ length: 12 }, () => uid("batch"));
       const outcomes = await Promise.allSettled(
-        ids.map((id, i) => pipeline.write({ tenant: "default", actor: "test", mutations: [mutation(id, i === 5 ? "crm\u0000" : "crm")] })),
+        ids.map((id, i) =>
+          pipeline.write({ tenant: "default", actor: "test", mutations: [customerMutation({ id }, { name: id, region: "east_china" }, i === 5 ? "crm\u0000" : "crm")] }),
+        ),
       );
       expect(outcomes.map((o) => o.status)).toEqual(ids.map((_, i) => (i === 5 ? "rejected" : "fulfilled")));
       expect(await Promise.all(ids.map(changesOf))).toEqual(ids.map((_, i) => (i === 5 ? 0 : 1)));
-    } finally {
-      await store.close();
-    }
+    });
   });
 });
