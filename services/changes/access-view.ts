@@ -32,10 +32,13 @@ export class AccessView implements SubscriberView {
   readonly key: string;
   readonly tenant: string;
   readonly collections: readonly string[];
+  readonly judgesByFields: boolean;
   private readonly filter: FilterView;
   /** The fields each collection's filters name: a record hiding one of them is not in view. */
   private readonly filtered: ReadonlyMap<string, readonly string[]>;
   private readonly memo: { fields: object; rules: FieldRules | null }[] = [];
+  /** The rules of each collection read without row scopes (they hold for every record). */
+  private readonly unscoped = new Map<string, FieldRules | null>();
 
   private constructor(
     readonly subscription: Subscription,
@@ -46,6 +49,7 @@ export class AccessView implements SubscriberView {
     this.filtered = new Map(subscription.filters.map((f) => [f.collection, Object.keys(f.equals)]));
     this.tenant = this.filter.tenant;
     this.collections = this.filter.collections;
+    this.judgesByFields = this.filter.judgesByFields || [...reads.values()].some((v) => v.scoped);
     this.key = JSON.stringify(["access", this.filter.key, this.collections.map((c) => reads.get(c)?.key ?? null)]);
   }
 
@@ -112,8 +116,13 @@ export class AccessView implements SubscriberView {
     const view = this.reads.get(record.collection);
     if (!view) return null;
     // Without row scopes the rules do not depend on the record: its fields
-    // (built from the change's image on first read) are never touched.
-    if (!view.scoped) return view.rulesFor(NO_FIELDS);
+    // (built from the change's image on first read) are never touched, and
+    // the collection's one answer is kept (the hub asks several times an event).
+    if (!view.scoped) {
+      let rules = this.unscoped.get(record.collection);
+      if (rules === undefined) this.unscoped.set(record.collection, (rules = view.rulesFor(NO_FIELDS)));
+      return rules;
+    }
     const fields = record.fields;
     for (const m of this.memo) if (m.fields === fields) return m.rules;
     const rules = view.rulesFor(fields);

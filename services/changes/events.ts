@@ -61,30 +61,45 @@ export function changesRecord(c: LogChange): boolean {
  * Before/after states of a change. Their fields are built on first read, so
  * a view that judges nothing by fields (no filters, no row scope) never
  * parses the change's image. Rows written before migration 0003 have no
- * image: their after-state is approximated by the delta and their
- * before-state is unknown (treated as empty).
+ * image (nor do pages read for such views, services/store/change-reader.ts):
+ * their after-state is approximated by the delta and their before-state is
+ * unknown (treated as empty).
  */
 export function changeStates(c: LogChange): ChangeStates {
   const restored = !c.created && !c.deleted && c.clocks[DELETED_FIELD] !== undefined;
-  const lazy = (version: number, build: () => Readonly<Record<string, StoredValue>>): RecordState => {
-    let fields: Readonly<Record<string, StoredValue>> | undefined;
-    return {
-      collection: c.collection,
-      id: c.recordId,
-      version,
-      get fields() {
-        return (fields ??= build());
-      },
-    };
-  };
   return {
-    before: c.created || restored ? null : lazy(c.oldVersion, () => {
-      const image = c.image();
-      return image === null ? {} : fieldsBefore(image, c.prior() ?? {}, c.set, c.cleared);
-    }),
-    after: c.deleted ? null : lazy(c.newVersion, () => c.image() ?? c.set),
+    before: c.created || restored ? null : new LazyState(c, "before"),
+    after: c.deleted ? null : new LazyState(c, "after"),
     restored,
   };
+}
+
+/** A record's state on one side of a change, its fields built on first read (a class: the hub makes two per change). */
+class LazyState implements RecordState {
+  readonly collection: string;
+  readonly id: string;
+  readonly version: number;
+  private built: Readonly<Record<string, StoredValue>> | undefined;
+
+  constructor(
+    private readonly change: LogChange,
+    private readonly side: "before" | "after",
+  ) {
+    this.collection = change.collection;
+    this.id = change.recordId;
+    this.version = side === "before" ? change.oldVersion : change.newVersion;
+  }
+
+  get fields(): Readonly<Record<string, StoredValue>> {
+    return (this.built ??= this.build());
+  }
+
+  private build(): Readonly<Record<string, StoredValue>> {
+    const c = this.change;
+    const image = c.image();
+    if (this.side === "after") return image ?? c.set;
+    return image === null ? {} : fieldsBefore(image, c.prior() ?? {}, c.set, c.cleared);
+  }
 }
 
 function visibleClocks(view: SubscriberView, state: RecordState, clocks: Record<string, FieldClock>): Record<string, FieldClock> {

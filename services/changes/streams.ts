@@ -392,11 +392,11 @@ export class ChangeStreams implements StreamStatsSource {
     const ahead = sub.readAhead;
     sub.readAhead = null;
     if (ahead && ahead.after === sub.position && ahead.upTo === upTo) return ahead.page;
-    return this.reader.readPage(sub.position, limit, upTo);
+    return this.reader.readPage(sub.position, limit, upTo, sub.view.judgesByFields);
   }
 
   private readAhead(sub: Subscriber, after: bigint, upTo: bigint): void {
-    const page = this.reader.readPage(after, sub.pages.next, upTo);
+    const page = this.reader.readPage(after, sub.pages.next, upTo, sub.view.judgesByFields);
     // Its error surfaces when the page is used; unused, it is dropped.
     page.catch(() => undefined);
     sub.readAhead = { after, upTo, page };

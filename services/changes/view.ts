@@ -39,6 +39,12 @@ export interface SubscriberView {
   readonly tenant: string;
   /** The collections this view streams. */
   readonly collections: readonly string[];
+  /**
+   * Whether the view judges records by their fields (filters, row scopes).
+   * If not, nothing but a change's own fields is read, and a subscriber
+   * catching up from PostgreSQL does not fetch the record images.
+   */
+  readonly judgesByFields: boolean;
   /** Is this (non-deleted) record in view? Pure and fast: called per change. */
   admits(record: RecordState): boolean;
   /**
@@ -77,6 +83,7 @@ export interface CollectionFilter {
 export class FilterView implements SubscriberView {
   readonly key: string;
   readonly collections: readonly string[];
+  readonly judgesByFields: boolean;
   private readonly byCollection: ReadonlyMap<string, { equals: [string, StoredValue][]; fields: ReadonlySet<string> | null; prefilter: Readonly<Record<string, StoredValue>> }>;
 
   constructor(
@@ -95,6 +102,7 @@ export class FilterView implements SubscriberView {
         },
       ]),
     );
+    this.judgesByFields = filters.some((f) => Object.keys(f.equals).length > 0);
     this.key = JSON.stringify([
       "filter",
       tenant,

@@ -11,6 +11,7 @@ import type { Pool } from "pg";
 import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, StoredRecord } from "../records/model.js";
 import { deltaClocksFromJson, type DeltaClocksJson } from "./clock-json.js";
+import { DELETED_FIELD } from "../records/apply-mutation.js";
 import { toStoreError } from "./pg-errors.js";
 import { listRecords, type ListQuery, type RecordStore } from "./record-store.js";
 
@@ -28,7 +29,7 @@ export interface LogChange
   /**
    * The record's fields after the change and before-values of the touched
    * fields, parsed on first use (many views never need them). Null for rows
-   * written before migration 0003.
+   * written before migration 0003, and in pages read without images.
    */
   image(): Record<string, StoredValue> | null;
   prior(): Record<string, StoredValue> | null;
@@ -69,39 +70,70 @@ export interface ChangeListener {
   close(): Promise<void>;
 }
 
-interface LogRow {
-  floor: string;
-  tail: string | null;
-  seq: string | null;
-  tenant: string;
-  collection: string;
-  record_id: string;
-  old_version: string;
-  new_version: string;
+/**
+ * A page row, in PAGE_SQL's column order (read as arrays: pg builds no
+ * object per row; COLUMN names the positions). The floor and tail repeat on
+ * every row.
+ */
+type LogRow = [
+  floor: string,
+  tail: string | null,
+  seq: string | null,
+  tenant: string,
+  collection: string,
+  recordId: string,
+  oldVersion: string,
+  newVersion: string,
   /** The stored delta's text: parsed here once (operators on a json column re-parse it for every use: 5 per row cost ~23 µs). */
-  delta: string;
-  source: string;
-  actor: string;
-  device: string;
-  created: boolean;
-  deleted: boolean;
-  commit_time: Date;
-  image: string | null;
-  prior: string | null;
-}
+  delta: string,
+  source: string,
+  actor: string,
+  device: string,
+  created: boolean,
+  deleted: boolean,
+  /** Commit time in whole milliseconds since the epoch (what a Date holds), cheaper to read than a timestamp's text. */
+  commitMs: string,
+  image: string | null,
+  prior: string | null,
+];
 
+const COLUMN = {
+  floor: 0,
+  tail: 1,
+  seq: 2,
+  tenant: 3,
+  collection: 4,
+  recordId: 5,
+  oldVersion: 6,
+  newVersion: 7,
+  delta: 8,
+  source: 9,
+  actor: 10,
+  device: 11,
+  created: 12,
+  deleted: 13,
+  commitMs: 14,
+  image: 15,
+  prior: 16,
+} as const;
 
 const FLOOR_SQL = `COALESCE((SELECT value::bigint FROM deltamesh_meta WHERE key = '${FLOOR_KEY}'), 0)`;
 
 // image and prior come as text and are parsed lazily: a catching-up
 // subscriber without filters never needs them, and parsing them is most of
-// the cost of a read.
+// the cost of a read. Such a reader asks for them only where a change
+// restores a deleted record ($4 false): its enter_scope event carries the
+// whole record. A restore's clocks name the deleted flag (DELETED_FIELD), so
+// looking for its quoted name in the delta's text finds every restore (and
+// at worst a few other rows, which then carry their image for nothing).
 const PAGE_SQL = `
   SELECT f.floor, f.tail, c.* FROM (SELECT ${FLOOR_SQL} AS floor, (SELECT max(seq) FROM changes) AS tail) f
   LEFT JOIN LATERAL (
     SELECT seq, tenant, collection, record_id, old_version, new_version,
-           delta::text AS delta, source, actor, device,
-           created, deleted, commit_time, image::text AS image, prior::text AS prior
+           delta::text AS delta, source, actor, device, created, deleted,
+           floor(extract(epoch FROM commit_time) * 1000)::int8 AS commit_ms,
+           CASE WHEN $4 OR strpos(delta::text, '"${DELETED_FIELD}"') > 0 THEN image::text END AS image,
+           CASE WHEN $4 OR strpos(delta::text, '"${DELETED_FIELD}"') > 0 THEN prior::text END AS prior
       FROM changes
      WHERE seq > $1 AND seq <= $2
      ORDER BY seq
@@ -141,23 +173,24 @@ interface StoredDelta extends DeltaClocksJson {
 }
 
 function toLogChange(r: LogRow, size: number): LogChange {
-  const newVersion = Number(r.new_version);
-  const delta = JSON.parse(r.delta) as StoredDelta;
+  const newVersion = Number(r[COLUMN.newVersion]);
+  const delta = JSON.parse(r[COLUMN.delta]) as StoredDelta;
+  const clockOf = { newVersion, source: r[COLUMN.source], actor: r[COLUMN.actor], device: r[COLUMN.device] };
   return {
-    seq: BigInt(r.seq!),
-    tenant: r.tenant,
-    collection: r.collection,
-    recordId: r.record_id,
-    oldVersion: Number(r.old_version),
+    seq: BigInt(r[COLUMN.seq]!),
+    tenant: r[COLUMN.tenant],
+    collection: r[COLUMN.collection],
+    recordId: r[COLUMN.recordId],
+    oldVersion: Number(r[COLUMN.oldVersion]),
     newVersion,
     set: delta.set,
     cleared: delta.cleared,
-    clocks: deltaClocksFromJson(delta, { newVersion, source: r.source, actor: r.actor, device: r.device }),
-    created: r.created,
-    deleted: r.deleted,
-    commitTime: r.commit_time,
-    image: lazyJson(r.image),
-    prior: lazyJson(r.prior),
+    clocks: deltaClocksFromJson(delta, clockOf),
+    created: r[COLUMN.created],
+    deleted: r[COLUMN.deleted],
+    commitTime: new Date(Number(r[COLUMN.commitMs])),
+    image: lazyJson(r[COLUMN.image]),
+    prior: lazyJson(r[COLUMN.prior]),
     size,
   };
 }
@@ -173,19 +206,29 @@ export class ChangeReader {
     return new ChangeReader(store.pool, store.databaseId);
   }
 
-  /** Changes with `after < seq <= upTo` in log order, at most `limit`, with the floor read in the same statement. */
-  async readPage(after: bigint, limit: number, upTo: bigint = MAX_SEQ): Promise<LogPage> {
-    const res = await this.run(() => this.pool.query<LogRow>(PAGE_SQL, [after.toString(), upTo.toString(), limit]));
-    const floor = BigInt(res.rows[0]?.floor ?? "0");
-    const last = res.rows[0]?.tail;
+  /**
+   * Changes with `after < seq <= upTo` in log order, at most `limit`, with
+   * the floor read in the same statement. `images: false` leaves out the
+   * record images (`image()` and `prior()` answer null) except where a change
+   * restores a deleted record: for readers whose views judge nothing by the
+   * record's other fields.
+   */
+  async readPage(after: bigint, limit: number, upTo: bigint = MAX_SEQ, images = true): Promise<LogPage> {
+    const res = await this.run(() =>
+      this.pool.query<LogRow>({ text: PAGE_SQL, values: [after.toString(), upTo.toString(), limit, images], rowMode: "array" }),
+    );
+    const first = res.rows[0];
+    const floor = BigInt(first?.[COLUMN.floor] ?? "0");
+    const last = first?.[COLUMN.tail];
     const tail = last === null || last === undefined ? floor : BigInt(last);
-    const rows = res.rows.filter((r) => r.seq !== null);
     let size = 0;
-    const changes = rows.map((r) => {
-      const rowSize = r.delta.length + (r.image?.length ?? 0) + (r.prior?.length ?? 0);
+    const changes: LogChange[] = [];
+    for (const r of res.rows) {
+      if (r[COLUMN.seq] === null) continue; // the floor's row when no change matched
+      const rowSize = r[COLUMN.delta].length + (r[COLUMN.image]?.length ?? 0) + (r[COLUMN.prior]?.length ?? 0);
       size += rowSize;
-      return toLogChange(r, rowSize);
-    });
+      changes.push(toLogChange(r, rowSize));
+    }
     return { changes, floor, tail: tail > floor ? tail : floor, size };
   }
 

@@ -159,6 +159,34 @@ describe("Subscribe", () => {
     }
   });
 
+  it("an unfiltered stream catching up from PostgreSQL (which skips record images) still gets a restored record whole", async () => {
+    const quiet = await startTestNode({ databaseUrl: node.node.databaseUrl });
+    let s: OpenStream | undefined;
+    try {
+      const id = uid("restore");
+      const rs = quiet.grpcJs(RecordService);
+      const [created] = (await rs.writeRecords({ mutations: [customer(id, "south_china", { visits: int(7) })] })).results;
+      await rs.deleteRecord({ ref: byId(id) });
+      await rs.writeRecords({ mutations: [{ ref: byId(id), set: { notes: str("back") }, source: "pos", device: "pos" }] });
+      s = open({ collections: [{ collection: "customers" }], start: { case: "afterCursor", value: created!.cursor } }, quiet);
+      await s.until(has(id, 2));
+      expect(about(id)(s.events)).toEqual([`delete ${id}@2`, `enter ${id}@3`]);
+      const mine = (kind: string) => s!.events.filter((e) => e.kind.case === kind && brief(e).includes(` ${id}@`));
+      const [enter] = mine("enterScope");
+      if (enter?.kind.case !== "enterScope") throw new Error("unreachable");
+      expect(enter.kind.value.reason).toBe(ScopeReason.RESTORED);
+      expect(Object.keys(enter.kind.value.record!.fields).sort()).toEqual(["name", "notes", "region", "visits"]);
+      // A plain update caught up the same way carries its delta alone.
+      await rs.writeRecords({ mutations: [{ ref: byId(id), set: { visits: int(8) }, baseVersion: 3n, source: "pos", device: "pos" }] });
+      await s.until(has(id, 3));
+      const [update] = mine("upsert");
+      expect(update?.kind.case === "upsert" && Object.keys(update.kind.value.set)).toEqual(["visits"]);
+    } finally {
+      s?.close();
+      await quiet.stop();
+    }
+  });
+
   it("catches up over many pages (each read while the previous one is sent) with every change once and in order", async () => {
     const prefix = uid("pages");
     const [mark] = (await write(customer(`${prefix}-mark`))).results;

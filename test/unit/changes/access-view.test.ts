@@ -42,6 +42,13 @@ describe("AccessView", () => {
     expect(changeEvent(change({ seq: 3, before: north, set: { region: "east_china" } }), v)).toMatchObject({ kind: "enter" });
   });
 
+  it("judges records by their fields only under a row scope or a filter (else catching up skips the record images)", () => {
+    expect(build(sub()).judgesByFields).toBe(true); // sales: region and owner scope
+    const admin = principal(["admin"]);
+    expect(build(sub(admin)).judgesByFields).toBe(false);
+    expect(build(sub(admin, [{ collection: "customers", equals: { visits: 4 }, fields: null }])).judgesByFields).toBe(true);
+  });
+
   it("shows readable fields only, masked by device class, and says which are masked", () => {
     const r = stored(customer());
     const mobile = viewRecord(build(sub(eastSales("mobile"))), r);

@@ -15,8 +15,12 @@ type Op =
   | { op: "nested"; field: number; ops: Op[] };
 
 const field = fc.integer({ min: 1, max: 5000 });
+/** ASCII up to any UTF-16 unit (lone surrogates too), then more: the short-string fast path must hand over mid-string. */
+const asciiThenAnyUnit = fc
+  .tuple(fc.string({ maxLength: 70 }), fc.integer({ min: 0x80, max: 0xffff }), fc.string({ unit: "binary", maxLength: 10 }))
+  .map(([head, unit, tail]) => head + String.fromCharCode(unit) + tail);
 const leaf: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ op: fc.constant("string" as const), field, value: fc.oneof(fc.string(), fc.string({ unit: "grapheme", maxLength: 300 }), fc.string({ minLength: 100, maxLength: 400 })) }),
+  fc.record({ op: fc.constant("string" as const), field, value: fc.oneof(fc.string(), fc.string({ unit: "grapheme", maxLength: 300 }), fc.string({ minLength: 100, maxLength: 400 }), asciiThenAnyUnit) }),
   fc.record({ op: fc.constant("bool" as const), field, value: fc.boolean() }),
   fc.record({ op: fc.constant("int32" as const), field, value: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }) }),
   fc.record({ op: fc.constant("uint64" as const), field, value: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }) }),
