@@ -15,7 +15,8 @@ import { RecordSchema } from "../../gen/deltamesh/v1/types_pb.js";
 import type { SchemaSet } from "../schema/types.js";
 import { encodeClock, encodeFields } from "../records/convert.js";
 import type { EventRecord, ScopeReason, StreamEvent } from "./events.js";
-import { encodeUpsert } from "./fast-encode.js";
+import { encodeUpsert, writeUpsert } from "./fast-encode.js";
+import type { WireWriter } from "../platform/wire/writer.js";
 
 /** One encoded event, shared by every subscriber of a view. */
 export interface EncodedEvent {
@@ -117,6 +118,12 @@ export function encodeEvent(ev: StreamEvent, cursor: string, schemas: SchemaSet)
   // Upserts (nearly every event) take the hand encoder; the rest, reflection.
   if (ev.kind === "upsert") return encodeUpsert(ev, cursor, schemas.collections.get(ev.collection), true);
   return frame(toBinary(ChangeEventSchema, eventMessage(ev, cursor, schemas)));
+}
+
+/** `encodeEvent` appending to `w`: a batch writes its events into one buffer. */
+export function writeEvent(w: WireWriter, ev: StreamEvent, cursor: string, schemas: SchemaSet): void {
+  if (ev.kind === "upsert") writeUpsert(w, ev, cursor, schemas.collections.get(ev.collection), true);
+  else w.raw(frame(toBinary(ChangeEventSchema, eventMessage(ev, cursor, schemas))));
 }
 
 export function encodeHeartbeat(cursor: string, nowMs: number): Uint8Array {

@@ -94,7 +94,12 @@ function writeShown(w: WireWriter, field: FieldSchema, stored: StoredValue, mask
  * a header.
  */
 export function encodeUpsert(ev: Extract<StreamEvent, { kind: "upsert" }>, cursor: string, schema: CollectionSchema | undefined, framed = false): Uint8Array {
-  const w = writer.reset();
+  writeUpsert(writer.reset(), ev, cursor, schema, framed);
+  return writer.finish();
+}
+
+/** `encodeUpsert` appending to `w`. */
+export function writeUpsert(w: WireWriter, ev: Extract<StreamEvent, { kind: "upsert" }>, cursor: string, schema: CollectionSchema | undefined, framed: boolean): void {
   if (framed) w.tag(SubscribeResponseSchema.field.events.number, LEN).fork();
   if (cursor) w.tag(E.cursor.number, LEN).string(cursor);
   w.tag(E.upsert.number, LEN).fork();
@@ -132,5 +137,4 @@ export function encodeUpsert(ev: Extract<StreamEvent, { kind: "upsert" }>, curso
   for (const m of ev.masked) w.tag(U.maskedFields.number, LEN).string(m);
   w.join();
   if (framed) w.join();
-  return w.finish();
 }

@@ -11,6 +11,7 @@ import type { StoredRecord } from "../records/model.js";
 import type { StoredValue } from "../schema/types.js";
 import { cursorEncoder, decodeCursor } from "./cursor.js";
 import { bucketOf, DigestBuilder, type Bucket } from "./digest.js";
+import { Batch, type Message } from "./batch.js";
 import { encodeEvent, encodeHeartbeat, encodeSnapshotEnd, joinEvents } from "./encode.js";
 import { changeEvent, viewRecord, viewSwapEvent, type EventRecord, type StreamEvent } from "./events.js";
 import { ChangeHub } from "./hub.js";
@@ -68,35 +69,6 @@ export function subscriberTooSlow(cursor: string): DomainError {
     reason: "SUBSCRIBER_TOO_SLOW",
     metadata: { cursor },
   });
-}
-
-/** A message ready to send, and the last cursor in it ("" when none, e.g. snapshot records). */
-interface Message {
-  bytes: Uint8Array;
-  cursor: string;
-}
-
-/** Collects framed events into messages of at most about `maxBytes`. */
-class Batch {
-  private parts: Uint8Array[] = [];
-  private size = 0;
-  private cursor = "";
-  constructor(private readonly maxBytes: number) {}
-  /** Adds an event; returns the message it completed, if any (without this event). */
-  add(bytes: Uint8Array, cursor: string): Message | null {
-    const out = this.parts.length > 0 && this.size + bytes.length > this.maxBytes ? this.flush() : null;
-    this.parts.push(bytes);
-    this.size += bytes.length;
-    if (cursor) this.cursor = cursor;
-    return out;
-  }
-  flush(): Message | null {
-    if (this.parts.length === 0) return null;
-    const msg = { bytes: joinEvents(this.parts), cursor: this.cursor };
-    this.parts = [];
-    this.size = 0;
-    return msg;
-  }
 }
 
 export class ChangeStreams implements StreamStatsSource {
@@ -289,6 +261,10 @@ export class ChangeStreams implements StreamStatsSource {
     return this.config.current().streams;
   }
 
+  private batch(): Batch {
+    return new Batch(this.settings().maxMessageBytes, this.config.current().schemas);
+  }
+
   private encode(ev: StreamEvent, cursor: string): Uint8Array {
     return encodeEvent(ev, cursor, this.config.current().schemas);
   }
@@ -368,12 +344,12 @@ export class ChangeStreams implements StreamStatsSource {
       // encoded and sent, so PostgreSQL and this process work at the same time.
       if (changes.length >= limit) this.readAhead(sub, changes[changes.length - 1]!.seq, bound);
     }
-    const batch = new Batch(this.settings().maxMessageBytes);
+    const batch = this.batch();
     for (const c of changes) {
       const ev = changeEvent(c, sub.view);
       if (!ev) continue;
       const cursor = this.cursorOf(c.seq);
-      const full = batch.add(this.encode(ev, cursor), cursor);
+      const full = batch.add(ev, cursor);
       if (full) yield this.deliver(sub, full);
     }
     const last = batch.flush();
@@ -405,21 +381,21 @@ export class ChangeStreams implements StreamStatsSource {
   private async *snapshot(sub: Subscriber): AsyncGenerator<Uint8Array> {
     const snap = await this.reader.openSnapshot();
     try {
-      const batch = new Batch(this.settings().maxMessageBytes);
+      const batch = this.batch();
       let count = 0;
       for (const collection of sub.view.collections) {
         for await (const records of recordPages(snap, sub.view.tenant, collection, sub.view.prefilter(collection))) {
           for (const r of records) {
             if (!sub.view.admits(r)) continue;
             count++;
-            const full = batch.add(this.encode({ kind: "snapshot", record: viewRecord(sub.view, r) }, ""), "");
+            const full = batch.add({ kind: "snapshot", record: viewRecord(sub.view, r) }, "");
             if (full) yield this.deliver(sub, full);
           }
         }
       }
       sub.position = snap.position;
       const cursor = this.cursorOf(snap.position);
-      const full = batch.add(encodeSnapshotEnd(cursor, count), cursor);
+      const full = batch.addEncoded(encodeSnapshotEnd(cursor, count), cursor);
       if (full) yield this.deliver(sub, full);
       yield this.deliver(sub, batch.flush()!);
     } finally {
@@ -445,13 +421,13 @@ export class ChangeStreams implements StreamStatsSource {
     try {
       while (sub.position < snap.position) yield* this.catchUp(sub, snap.position);
       const cursor = this.cursorOf(snap.position);
-      const batch = new Batch(this.settings().maxMessageBytes);
+      const batch = this.batch();
       for (const collection of new Set([...from.collections, ...to.collections])) {
         for await (const records of recordPages(snap, to.tenant, collection, {})) {
           for (const r of records) {
             const ev = viewSwapEvent(r, from, to);
             if (!ev) continue;
-            const full = batch.add(this.encode(ev, cursor), cursor);
+            const full = batch.add(ev, cursor);
             if (full) yield this.deliver(sub, full);
           }
         }

@@ -92,6 +92,33 @@ export class WireWriter {
     return this;
   }
 
+  /** Bytes already encoded (a framed event, say), as they are. */
+  raw(bytes: Uint8Array): this {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+    return this;
+  }
+
+  /** Bytes written since the last reset. */
+  get length(): number {
+    return this.pos;
+  }
+
+  /**
+   * The first `end` bytes written, as a new array; the bytes after them stay,
+   * moved to the front (for a batch that writes events until one overflows
+   * its message).
+   */
+  take(end: number): Uint8Array {
+    if (this.forks.length > 0) throw new Error("WireWriter.take with an open fork");
+    const out = new Uint8Array(end);
+    out.set(this.buf.subarray(0, end));
+    this.buf.copyWithin(0, end, this.pos);
+    this.pos -= end;
+    return out;
+  }
+
   /** The message written since the last reset, as a new array. */
   finish(): Uint8Array {
     if (this.forks.length > 0) throw new Error("WireWriter.finish with an open fork");

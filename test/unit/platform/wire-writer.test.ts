@@ -72,6 +72,27 @@ describe("WireWriter", () => {
     );
   });
 
+  it("takes the first bytes written and keeps the rest at the front, raw bytes included", () => {
+    fc.assert(
+      fc.property(ops, fc.uint8Array({ maxLength: 300 }), ops, (head, raw, rest) => {
+        const w = new WireWriter(8);
+        write(w, head);
+        const cut = w.length;
+        w.raw(raw);
+        write(w, rest);
+        const whole = new BinaryWriter();
+        write(whole, head);
+        const expectedHead = whole.finish();
+        const tail = new BinaryWriter();
+        write(tail, rest);
+        expect(Buffer.from(w.take(cut))).toEqual(Buffer.from(expectedHead));
+        expect(Buffer.from(w.take(w.length))).toEqual(Buffer.concat([raw, tail.finish()]));
+        expect(w.length).toBe(0);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it("refuses an unbalanced join or finish", () => {
     expect(() => new WireWriter().join()).toThrow(/without fork/);
     expect(() => new WireWriter().tag(1, WireType.LengthDelimited).fork().finish()).toThrow(/open fork/);

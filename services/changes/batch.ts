@@ -1,0 +1,55 @@
+// A catching-up subscriber's events cut into stream messages: history and
+// snapshots are sent in messages of many events, up to a byte bound.
+import type { SchemaSet } from "../schema/types.js";
+import { WireWriter } from "../platform/wire/writer.js";
+import { writeEvent } from "./encode.js";
+import type { StreamEvent } from "./events.js";
+
+/** A message ready to send, and the last cursor in it ("" when none, e.g. snapshot records). */
+export interface Message {
+  bytes: Uint8Array;
+  cursor: string;
+}
+
+/**
+ * Collects framed events into messages of at most `maxBytes` (an event
+ * bigger than that alone makes a message of its own). Events are encoded
+ * straight into one buffer: no array per event, copied again into its
+ * message (a tenth of a catching-up stream's CPU).
+ */
+export class Batch {
+  private readonly w: WireWriter;
+  private cursor = "";
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly schemas: SchemaSet,
+  ) {
+    this.w = new WireWriter(maxBytes + 4096);
+  }
+
+  /** Adds an event; returns the message it completed, if any (without this event). */
+  add(ev: StreamEvent, cursor: string): Message | null {
+    const start = this.w.length;
+    writeEvent(this.w, ev, cursor, this.schemas);
+    return this.added(start, cursor);
+  }
+
+  /** Adds an event already encoded and framed. */
+  addEncoded(bytes: Uint8Array, cursor: string): Message | null {
+    const start = this.w.length;
+    this.w.raw(bytes);
+    return this.added(start, cursor);
+  }
+
+  flush(): Message | null {
+    return this.w.length === 0 ? null : { bytes: this.w.take(this.w.length), cursor: this.cursor };
+  }
+
+  /** The event written from `start` overflowed the message: the events before it go. */
+  private added(start: number, cursor: string): Message | null {
+    const out = start > 0 && this.w.length > this.maxBytes ? { bytes: this.w.take(start), cursor: this.cursor } : null;
+    if (cursor) this.cursor = cursor;
+    return out;
+  }
+}
