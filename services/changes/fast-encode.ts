@@ -129,9 +129,10 @@ export function writeUpsert(w: WireWriter, ev: Extract<StreamEvent, { kind: "ups
   if (ev.created) w.tag(U.created.number, VARINT).bool(true);
   const ms = ev.commitTime.getTime();
   w.tag(U.commitTime.number, LEN).fork();
-  const seconds = BigInt(Math.floor(ms / 1000));
+  // A number, not a bigint: seconds of a Date are well within 2^53.
+  const seconds = Math.floor(ms / 1000);
   const nanos = (ms % 1000 + 1000) % 1000 * 1_000_000;
-  if (seconds !== 0n) w.tag(T.seconds.number, VARINT).int64(seconds);
+  if (seconds !== 0) w.tag(T.seconds.number, VARINT).int64(seconds);
   if (nanos !== 0) w.tag(T.nanos.number, VARINT).int32(nanos);
   w.join();
   for (const m of ev.masked) w.tag(U.maskedFields.number, LEN).string(m);

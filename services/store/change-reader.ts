@@ -72,11 +72,11 @@ export interface ChangeListener {
 
 /**
  * A page row, in PAGE_SQL's column order (read as arrays: pg builds no
- * object per row; COLUMN names the positions). The floor and tail repeat on
- * every row.
+ * object per row; COLUMN names the positions). One row holds only the floor
+ * and tail; the others, only a change.
  */
 type LogRow = [
-  floor: string,
+  floor: string | null,
   tail: string | null,
   seq: string | null,
   tenant: string,
@@ -127,18 +127,18 @@ const FLOOR_SQL = `COALESCE((SELECT value::bigint FROM deltamesh_meta WHERE key 
 // looking for its quoted name in the delta's text finds every restore (and
 // at worst a few other rows, which then carry their image for nothing).
 const PAGE_SQL = `
-  SELECT f.floor, f.tail, c.* FROM (SELECT ${FLOOR_SQL} AS floor, (SELECT max(seq) FROM changes) AS tail) f
-  LEFT JOIN LATERAL (
-    SELECT seq, tenant, collection, record_id, old_version, new_version,
-           delta::text AS delta, source, actor, device, created, deleted,
-           floor(extract(epoch FROM commit_time) * 1000)::int8 AS commit_ms,
-           CASE WHEN $4 OR strpos(delta::text, '"${DELETED_FIELD}"') > 0 THEN image::text END AS image,
-           CASE WHEN $4 OR strpos(delta::text, '"${DELETED_FIELD}"') > 0 THEN prior::text END AS prior
-      FROM changes
-     WHERE seq > $1 AND seq <= $2
-     ORDER BY seq
-     LIMIT $3
-  ) c ON true`;
+  SELECT ${FLOOR_SQL} AS floor, (SELECT max(seq) FROM changes) AS tail,
+         NULL::int8, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  UNION ALL
+  (SELECT NULL, NULL, seq, tenant, collection, record_id, old_version, new_version,
+          delta::text, source, actor, device, created, deleted,
+          floor(extract(epoch FROM commit_time) * 1000)::int8,
+          CASE WHEN $4 OR strpos(delta::text, '"${DELETED_FIELD}"') > 0 THEN image::text END,
+          CASE WHEN $4 OR strpos(delta::text, '"${DELETED_FIELD}"') > 0 THEN prior::text END
+     FROM changes
+    WHERE seq > $1 AND seq <= $2
+    ORDER BY seq
+    LIMIT $3)`;
 
 const MAX_SEQ = (1n << 63n) - 1n;
 
@@ -217,18 +217,23 @@ export class ChangeReader {
     const res = await this.run(() =>
       this.pool.query<LogRow>({ text: PAGE_SQL, values: [after.toString(), upTo.toString(), limit, images], rowMode: "array" }),
     );
-    const first = res.rows[0];
-    const floor = BigInt(first?.[COLUMN.floor] ?? "0");
-    const last = first?.[COLUMN.tail];
-    const tail = last === null || last === undefined ? floor : BigInt(last);
+    let floor = 0n;
+    let tail: bigint | null = null;
     let size = 0;
     const changes: LogChange[] = [];
     for (const r of res.rows) {
-      if (r[COLUMN.seq] === null) continue; // the floor's row when no change matched
+      // The bounds' row comes first in practice; nothing here relies on it.
+      if (r[COLUMN.seq] === null) {
+        const last = r[COLUMN.tail];
+        floor = BigInt(r[COLUMN.floor] ?? "0");
+        tail = last === null ? null : BigInt(last);
+        continue;
+      }
       const rowSize = r[COLUMN.delta].length + (r[COLUMN.image]?.length ?? 0) + (r[COLUMN.prior]?.length ?? 0);
       size += rowSize;
       changes.push(toLogChange(r, rowSize));
     }
+    tail ??= floor;
     return { changes, floor, tail: tail > floor ? tail : floor, size };
   }
 

@@ -11,7 +11,7 @@ type Op =
   | { op: "bool"; field: number; value: boolean }
   | { op: "int32"; field: number; value: number }
   | { op: "uint64"; field: number; value: bigint }
-  | { op: "int64"; field: number; value: bigint }
+  | { op: "int64"; field: number; value: bigint | number }
   | { op: "nested"; field: number; ops: Op[] };
 
 const field = fc.integer({ min: 1, max: 5000 });
@@ -24,7 +24,7 @@ const leaf: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant("bool" as const), field, value: fc.boolean() }),
   fc.record({ op: fc.constant("int32" as const), field, value: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }) }),
   fc.record({ op: fc.constant("uint64" as const), field, value: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }) }),
-  fc.record({ op: fc.constant("int64" as const), field, value: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }) }),
+  fc.record({ op: fc.constant("int64" as const), field, value: fc.oneof(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), fc.maxSafeInteger(), fc.integer()) }),
 );
 const ops: fc.Arbitrary<Op[]> = fc.letrec<{ list: Op[]; op: Op }>((tie) => ({
   list: fc.array(tie("op"), { maxLength: 8 }),
