@@ -14,6 +14,7 @@ import { encodeShown } from "../records/convert.js";
 import { writeClock } from "../records/fast-encode.js";
 import type { CollectionSchema, FieldSchema, FieldType, StoredValue } from "../schema/types.js";
 import type { StreamEvent } from "./events.js";
+import type { FieldClock } from "../records/model.js";
 
 const E = ChangeEventSchema.field;
 const U = RecordUpsertSchema.field;
@@ -118,13 +119,27 @@ export function writeUpsert(w: WireWriter, ev: Extract<StreamEvent, { kind: "ups
     w.join();
   }
   for (const c of ev.cleared) w.tag(U.cleared.number, LEN).string(c);
+  // The fields of a change usually share one clock object: its bytes are
+  // encoded once and copied for the others. They end the previous entry, and
+  // nothing written since has moved them (only joins of enclosing messages
+  // move bytes, after this loop).
+  let shared: FieldClock | undefined;
+  let sharedStart = 0;
+  let sharedEnd = 0;
   for (const name in ev.clocks) {
+    const clock = ev.clocks[name]!;
     w.tag(U.clocks.number, LEN).fork();
     w.tag(KEY, LEN).string(name);
     w.tag(VALUE, LEN).fork();
-    writeClock(w, ev.clocks[name]!);
+    const start = w.length;
+    if (clock === shared) w.copy(sharedStart, sharedEnd);
+    else writeClock(w, clock);
+    const length = w.length - start;
     w.join();
     w.join();
+    shared = clock;
+    sharedEnd = w.length;
+    sharedStart = sharedEnd - length;
   }
   if (ev.created) w.tag(U.created.number, VARINT).bool(true);
   const ms = ev.commitTime.getTime();

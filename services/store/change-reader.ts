@@ -161,8 +161,10 @@ function boundsOf(res: pg.QueryResult<BoundsRow>): LogBounds {
   return { floor, tail: tail > floor ? tail : floor };
 }
 
+const ABSENT = (): null => null;
+
 function lazyJson(text: string | null): () => Record<string, StoredValue> | null {
-  if (text === null) return () => null;
+  if (text === null) return ABSENT; // most rows of a page read without images
   let parsed: Record<string, StoredValue> | undefined;
   return () => (parsed ??= JSON.parse(text) as Record<string, StoredValue>);
 }

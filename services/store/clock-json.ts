@@ -41,5 +41,8 @@ export function deltaClocksFromJson(
   if (d.clocks) return clocksFromJson(d.clocks);
   if (d.h === undefined || d.h === null || !d.k) return {};
   const clock: FieldClock = { version: change.newVersion, hlc: BigInt(d.h), source: change.source, actor: change.actor, device: change.device };
-  return Object.fromEntries(d.k.map((name) => [name, clock]));
+  // One object shared by the fields (encoders write it once: services/changes/fast-encode.ts).
+  const clocks: Record<string, FieldClock> = {};
+  for (const name of d.k) clocks[name] = clock;
+  return clocks;
 }

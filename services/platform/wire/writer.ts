@@ -100,6 +100,14 @@ export class WireWriter {
     return this;
   }
 
+  /** Appends a copy of bytes already written, `start` to `end`. */
+  copy(start: number, end: number): this {
+    this.ensure(end - start);
+    this.buf.copyWithin(this.pos, start, end);
+    this.pos += end - start;
+    return this;
+  }
+
   /** Bytes written since the last reset. */
   get length(): number {
     return this.pos;

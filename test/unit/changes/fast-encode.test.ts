@@ -43,6 +43,9 @@ const upsert = (over: Partial<Extract<StreamEvent, { kind: "upsert" }>>): Extrac
   ...over,
 });
 
+const shared = clock(9);
+const long = { ...clock(10), source: "s".repeat(140), device: "d".repeat(60) };
+
 const cases: [string, Extract<StreamEvent, { kind: "upsert" }>, string][] = [
   ["empty", upsert({}), "cur-1"],
   [
@@ -56,6 +59,12 @@ const cases: [string, Extract<StreamEvent, { kind: "upsert" }>, string][] = [
   ],
   ["masked, cleared, a dropped field, before 1970", upsert({ set: { s: "138****5678", n: 5, gone: "x" }, masked: ["s"], cleared: ["d", "e"], commitTime: new Date(-1_500) }), ""],
   ["a masked non-string", upsert({ set: { n: "***" }, masked: ["n"] }), "c"],
+  ["fields sharing one clock (the common case)", upsert({ set: { s: "a", n: 1, b: true }, clocks: { s: shared, n: shared, b: shared } }), "c"],
+  [
+    "a shared clock longer than 127 bytes, between others",
+    upsert({ set: { s: "a", n: 1 }, clocks: { s: long, d: clock(2), n: long, e: long, [`f${"x".repeat(130)}`]: long } }),
+    "c",
+  ],
 ];
 
 describe("encodeUpsert", () => {
