@@ -367,15 +367,18 @@ export class ChangeStreams implements StreamStatsSource {
   private historyPage(sub: Subscriber, limit: number, upTo: bigint): Promise<LogPage> {
     const ahead = sub.readAhead;
     sub.readAhead = null;
-    if (ahead && ahead.after === sub.position && ahead.upTo === upTo) return ahead.page;
-    return this.reader.readPage(sub.position, limit, upTo, sub.view.judgesByFields);
+    const images = sub.view.judgesByFields;
+    // A page read for a view since swapped may lack the images the new one needs.
+    if (ahead && ahead.after === sub.position && ahead.upTo === upTo && ahead.images === images) return ahead.page;
+    return this.reader.readPage(sub.position, limit, upTo, images);
   }
 
   private readAhead(sub: Subscriber, after: bigint, upTo: bigint): void {
-    const page = this.reader.readPage(after, sub.pages.next, upTo, sub.view.judgesByFields);
+    const images = sub.view.judgesByFields;
+    const page = this.reader.readPage(after, sub.pages.next, upTo, images);
     // Its error surfaces when the page is used; unused, it is dropped.
     page.catch(() => undefined);
-    sub.readAhead = { after, upTo, page };
+    sub.readAhead = { after, upTo, images, page };
   }
 
   private async *snapshot(sub: Subscriber): AsyncGenerator<Uint8Array> {

@@ -17,6 +17,8 @@ export interface BufferLimits {
 export interface PageRead {
   after: bigint;
   upTo: bigint;
+  /** Read with record images (for a view that judges records by their fields). */
+  images: boolean;
   page: Promise<LogPage>;
 }
 
