@@ -5,6 +5,17 @@ import { WireWriter } from "../platform/wire/writer.js";
 import { writeEvent } from "./encode.js";
 import type { StreamEvent } from "./events.js";
 
+/**
+ * Writers start small and grow with their events: a subscriber a few events
+ * behind (most catch-ups) holds little while its stream waits to send. A
+ * finished batch's writer, grown to a message's size, is kept for the next
+ * batch (a few of them), so catching up many pages does not grow one anew
+ * for every page.
+ */
+const INITIAL_BYTES = 16 * 1024;
+const MAX_IDLE = 4;
+const idle: WireWriter[] = [];
+
 /** A message ready to send, and the last cursor in it ("" when none, e.g. snapshot records). */
 export interface Message {
   bytes: Uint8Array;
@@ -20,16 +31,18 @@ export interface Message {
 export class Batch {
   private readonly w: WireWriter;
   private cursor = "";
+  private done = false;
 
   constructor(
     private readonly maxBytes: number,
     private readonly schemas: SchemaSet,
   ) {
-    this.w = new WireWriter(maxBytes + 4096);
+    this.w = idle.pop() ?? new WireWriter(INITIAL_BYTES);
   }
 
   /** Adds an event; returns the message it completed, if any (without this event). */
   add(ev: StreamEvent, cursor: string): Message | null {
+    if (this.done) throw new Error("Batch.add after finish");
     const start = this.w.length;
     writeEvent(this.w, ev, cursor, this.schemas);
     return this.added(start, cursor);
@@ -37,13 +50,19 @@ export class Batch {
 
   /** Adds an event already encoded and framed. */
   addEncoded(bytes: Uint8Array, cursor: string): Message | null {
+    if (this.done) throw new Error("Batch.add after finish");
     const start = this.w.length;
     this.w.raw(bytes);
     return this.added(start, cursor);
   }
 
-  flush(): Message | null {
-    return this.w.length === 0 ? null : { bytes: this.w.take(this.w.length), cursor: this.cursor };
+  /** The last message, if any events are left; the batch is done (its buffer goes back for reuse). */
+  finish(): Message | null {
+    if (this.done) throw new Error("Batch.finish called twice");
+    this.done = true;
+    const last = this.w.length === 0 ? null : { bytes: this.w.take(this.w.length), cursor: this.cursor };
+    if (idle.length < MAX_IDLE) idle.push(this.w.reset());
+    return last;
   }
 
   /** The event written from `start` overflowed the message: the events before it go. */

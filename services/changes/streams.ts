@@ -352,7 +352,7 @@ export class ChangeStreams implements StreamStatsSource {
       const full = batch.add(ev, cursor);
       if (full) yield this.deliver(sub, full);
     }
-    const last = batch.flush();
+    const last = batch.finish();
     if (last) yield this.deliver(sub, last);
     const end = changes[changes.length - 1];
     if (end) {
@@ -400,7 +400,7 @@ export class ChangeStreams implements StreamStatsSource {
       const cursor = this.cursorOf(snap.position);
       const full = batch.addEncoded(encodeSnapshotEnd(cursor, count), cursor);
       if (full) yield this.deliver(sub, full);
-      yield this.deliver(sub, batch.flush()!);
+      yield this.deliver(sub, batch.finish()!);
     } finally {
       await snap.close();
     }
@@ -435,7 +435,7 @@ export class ChangeStreams implements StreamStatsSource {
           }
         }
       }
-      const last = batch.flush();
+      const last = batch.finish();
       if (last) yield this.deliver(sub, last);
       sub.view = to;
       sub.position = snap.position;

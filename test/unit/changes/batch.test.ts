@@ -52,9 +52,9 @@ describe("Batch", () => {
           if (c) cursor = c;
           cursorAfter.push(cursor);
         }
-        const last = batch.flush();
+        const last = batch.finish();
         if (last) messages.push({ message: last, events });
-        expect(batch.flush()).toBeNull();
+        expect(() => batch.finish()).toThrow();
 
         expect(Buffer.concat(messages.map((m) => m.message.bytes))).toEqual(Buffer.concat(expected));
         let seen = 0;
