@@ -42,16 +42,14 @@ export class Batch {
 
   /** Adds an event; returns the message it completed, if any (without this event). */
   add(ev: StreamEvent, cursor: string): Message | null {
-    if (this.done) throw new Error("Batch.add after finish");
-    const start = this.w.length;
+    const start = this.end();
     writeEvent(this.w, ev, cursor, this.schemas);
     return this.added(start, cursor);
   }
 
   /** Adds an event already encoded and framed. */
   addEncoded(bytes: Uint8Array, cursor: string): Message | null {
-    if (this.done) throw new Error("Batch.add after finish");
-    const start = this.w.length;
+    const start = this.end();
     this.w.raw(bytes);
     return this.added(start, cursor);
   }
@@ -63,6 +61,12 @@ export class Batch {
     const last = this.w.length === 0 ? null : { bytes: this.w.take(this.w.length), cursor: this.cursor };
     if (idle.length < MAX_IDLE) idle.push(this.w.reset());
     return last;
+  }
+
+  /** Where the next event starts; a finished batch's writer belongs to another. */
+  private end(): number {
+    if (this.done) throw new Error("Batch.add after finish");
+    return this.w.length;
   }
 
   /** The event written from `start` overflowed the message: the events before it go. */
