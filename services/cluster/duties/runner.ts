@@ -129,6 +129,9 @@ export class DutyRunner {
   }
 
   #sleep(ms: number): Promise<void> {
+    // A stop() that came while a round was in flight already called a stale
+    // wake; without this check the loop would sleep out a whole interval.
+    if (!this.#running) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       function done(): void {

@@ -97,4 +97,42 @@ describe("the duty runner", () => {
     await waitFor("retention under term 21", 3000, async () => ((await floorOf(db)) >= seqs[1]! ? true : undefined));
     lead.set(null);
   });
+
+  it("stops as soon as its round in flight ends, without sleeping out the interval", async () => {
+    const url = await testDatabaseUrl();
+    const own = await RecordStore.open({ url });
+    const blocker = new pg.Client({ connectionString: url });
+    await blocker.connect();
+    const leading = new Lead();
+    leading.set(1n, 30_000);
+    const slow = new DutyRunner({
+      pool: own.pool,
+      nodeId: "slow",
+      lead: leading,
+      retention: () => ({ ...DEFAULT_RETENTION, intervalMs: 10 * 60_000 }),
+      log: createLogger(process.env.DELTAMESH_TEST_LOG ?? "silent"),
+    });
+    try {
+      // The round's last duty purges old duty records: lock one, so the
+      // round waits inside that duty's transaction when stop() comes.
+      await own.pool.query(
+        "INSERT INTO duty_runs (term, holder, duty, affected, detail, run_at) VALUES (0, 'earlier', 'ticket_expiry', 1, '{}', now() - interval '90 days')",
+      );
+      await blocker.query("BEGIN; SELECT 1 FROM duty_runs WHERE holder = 'earlier' FOR UPDATE");
+      slow.start();
+      await waitFor("the purge waiting on the locked record", 3000, async () =>
+        (await count(own.pool, "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")) > 0 ? true : undefined,
+      );
+      const stopped = slow.stop().then(() => "stopped");
+      await blocker.query("COMMIT");
+      const overdue = new Promise((r) => setTimeout(() => r("still sleeping"), 5000));
+      expect(await Promise.race([stopped, overdue])).toBe("stopped");
+      // The round in flight was let finish, not cut.
+      expect(await count(own.pool, "SELECT count(*) AS n FROM duty_runs WHERE holder = 'earlier'")).toBe(0);
+    } finally {
+      await slow.stop();
+      await blocker.end();
+      await own.close();
+    }
+  });
 });
