@@ -14,6 +14,8 @@ import { buildSnapshot } from "../config/source.js";
 import { parseConfigText, type ConfigFormat } from "../config/parse.js";
 import type { Pool } from "pg";
 import { readFence } from "../store/fencing.js";
+import { storedFieldReader } from "../store/stored-fields.js";
+import { checkSchemaAgainstRecords } from "../schema/record-check.js";
 import { changeLogBounds } from "../store/retention.js";
 import type { Coordination, MemberInfo } from "./membership.js";
 import type { ClusterNode } from "./node.js";
@@ -92,10 +94,12 @@ export function createClusterService(deps: ClusterServiceDeps): ServiceImpl<type
       const format = guessFormat(req.document);
       const previous = cluster.config.current();
       const before = previous.revision;
-      if (req.dryRun) {
-        buildSnapshot(parseConfigText(req.document, format), "");
-        return { revision: before, changed: false };
-      }
+      // Stored records must fit the new schemas; checked before a dry run
+      // answers too. A write racing this check under the old schemas can
+      // still slip in before every node has the new ones.
+      const next = buildSnapshot(parseConfigText(req.document, format), "");
+      await checkSchemaAgainstRecords(storedFieldReader(deps.pool), previous.schemas, next.schemas);
+      if (req.dryRun) return { revision: before, changed: false };
       const after = await cluster.config.replaceDocument(req.document, format, req.expectedRevision);
       if (JSON.stringify(after.doc[POLICIES_SECTION] ?? null) !== JSON.stringify(previous.doc[POLICIES_SECTION] ?? null)) {
         await access.recordNow("policy_change", {

@@ -380,6 +380,11 @@ export const ClusterService: GenService<{
    * node's file without etcd) compare-and-set on `expected_revision`. Every
    * node hot-reloads it. A malformed document is refused with
    * INVALID_ARGUMENT (one field violation per problem) and nothing changes.
+   * A schema change the stored records do not fit (a field made required that
+   * records lack, a new type or enum their values fail, an identity over
+   * values already stored) is refused with FAILED_PRECONDITION, reason
+   * SCHEMA_DOES_NOT_FIT_RECORDS, one field violation per field naming how
+   * many records and a few of them; dry runs check this too.
    *
    * @generated from rpc deltamesh.v1.ClusterService.ApplyConfig
    */
