@@ -150,6 +150,7 @@ export function createChangeService(deps: ChangeServiceDeps): ServiceImpl<typeof
       }
       const spec: SubscribeSpec = {
         view,
+        caller: `${access.principal.tenant}\u0000${access.principal.subject}`,
         current: (v) => (v instanceof AccessView ? v.rebuilt(deps.access.policy(), schemas()) : v),
         start,
         ...(heartbeatMs ? { heartbeatMs } : {}),

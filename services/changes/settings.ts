@@ -21,6 +21,9 @@ export interface StreamSettings {
   recentBytes: number;
   /** Most bytes of events in one stream message. */
   maxMessageBytes: number;
+  /** Most streams open on a node at once, and per caller (tenant and subject); more are refused with RESOURCE_EXHAUSTED. */
+  maxStreams: number;
+  maxStreamsPerCaller: number;
 }
 
 export const DEFAULT_STREAM_SETTINGS: Readonly<StreamSettings> = Object.freeze({
@@ -32,6 +35,11 @@ export const DEFAULT_STREAM_SETTINGS: Readonly<StreamSettings> = Object.freeze({
   recentChanges: 1_024,
   recentBytes: 16 * 1024 * 1024,
   maxMessageBytes: 256 * 1024,
+  // Each open stream costs a few KB idle and up to its buffer bounds behind:
+  // the caps keep one runaway client (or a reconnect storm) from taking the
+  // node's memory from everyone else.
+  maxStreams: 20_000,
+  maxStreamsPerCaller: 2_000,
 });
 
 /** Bounds of every key: config name, settings name, min, max. */
@@ -44,6 +52,8 @@ const KEYS: readonly [string, keyof StreamSettings, number, number][] = [
   ["recent_changes", "recentChanges", 0, 1_000_000],
   ["recent_bytes", "recentBytes", 0, 1024 * 1024 * 1024],
   ["max_message_bytes", "maxMessageBytes", 16 * 1024, 4 * 1024 * 1024],
+  ["max_streams", "maxStreams", 1, 1_000_000],
+  ["max_streams_per_caller", "maxStreamsPerCaller", 1, 1_000_000],
 ];
 
 /** Heartbeat intervals a request may ask for. */

@@ -25,6 +25,8 @@ export type StreamStart = { kind: "cursor"; cursor: string } | { kind: "now" } |
 
 export interface SubscribeSpec {
   view: SubscriberView;
+  /** Who opens the stream (tenant and subject), for the per-caller stream cap. */
+  caller: string;
   /** The view as the access policy stands now (called once the stream is open, to catch a change made while it opened). */
   current?: (view: SubscriberView) => SubscriberView;
   start: StreamStart;
@@ -64,6 +66,13 @@ export function cursorExpired(floorCursor: string, floor: bigint, why: string, m
   });
 }
 
+function tooManyStreams(scope: "node" | "caller", limit: number, advice: string): DomainError {
+  return new DomainError("resource_exhausted", `too many open streams: ${advice} (limit ${limit})`, {
+    reason: "TOO_MANY_STREAMS",
+    metadata: { scope, limit: String(limit) },
+  });
+}
+
 export function subscriberTooSlow(cursor: string): DomainError {
   return new DomainError("resource_exhausted", "the subscriber fell too far behind and its buffer overflowed; resume from the cursor in the error details", {
     reason: "SUBSCRIBER_TOO_SLOW",
@@ -75,6 +84,9 @@ export class ChangeStreams implements StreamStatsSource {
   readonly hub: ChangeHub;
   private readonly tailer: ChangeTailer;
   private readonly open = new Set<Subscriber>();
+  /** Streams admitted (opening or open), in all and per caller: what the caps count. */
+  private admitted = 0;
+  private readonly admittedPerCaller = new Map<string, number>();
   private readonly encodeCursor: (seq: bigint) => string;
 
   constructor(
@@ -201,6 +213,35 @@ export class ChangeStreams implements StreamStatsSource {
   }
 
   async *subscribe(spec: SubscribeSpec, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+    const release = this.admit(spec.caller);
+    try {
+      yield* this.stream(spec, signal);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Counts a stream against the caps before it reads anything, so a storm of
+   * opening streams is refused as cheaply as it arrives.
+   * @throws DomainError resource_exhausted TOO_MANY_STREAMS.
+   */
+  private admit(caller: string): () => void {
+    const { maxStreams, maxStreamsPerCaller } = this.settings();
+    const mine = this.admittedPerCaller.get(caller) ?? 0;
+    if (this.admitted >= maxStreams) throw tooManyStreams("node", maxStreams, "this node has as many open streams as it takes; retry later or on another node");
+    if (mine >= maxStreamsPerCaller) throw tooManyStreams("caller", maxStreamsPerCaller, "this caller has as many open streams as one caller may; close one, or share one stream among consumers");
+    this.admitted++;
+    this.admittedPerCaller.set(caller, mine + 1);
+    return () => {
+      this.admitted--;
+      const left = (this.admittedPerCaller.get(caller) ?? 1) - 1;
+      if (left > 0) this.admittedPerCaller.set(caller, left);
+      else this.admittedPerCaller.delete(caller);
+    };
+  }
+
+  private async *stream(spec: SubscribeSpec, signal: AbortSignal): AsyncGenerator<Uint8Array> {
     const s = this.settings();
     let position = 0n;
     if (spec.start.kind === "cursor") position = await this.resumePosition(spec.start.cursor);

@@ -7,6 +7,8 @@ describe("stream settings", () => {
   it("default when absent, override per key", () => {
     expect(parseStreamSettings(undefined)).toEqual(DEFAULT_STREAM_SETTINGS);
     expect(parseStreamSettings({ heartbeat_interval_ms: 500 }).heartbeatIntervalMs).toBe(500);
+    expect(parseStreamSettings({ max_streams: 5, max_streams_per_caller: 1 })).toMatchObject({ maxStreams: 5, maxStreamsPerCaller: 1 });
+    expect(() => parseStreamSettings({ max_streams: 0 })).toThrow(/streams.max_streams: expected an integer from 1/);
   });
 
   it("refuse unknown keys and out-of-range values, listing each", () => {
