@@ -10,11 +10,11 @@ import {
   CoordinationState,
   type NodeStatusSchema,
 } from "../../gen/deltamesh/v1/cluster_pb.js";
-import { buildSnapshot } from "../config/source.js";
+import { buildSnapshot, revisionMismatch } from "../config/source.js";
 import { parseConfigText, type ConfigFormat } from "../config/parse.js";
 import type { Pool } from "pg";
 import { readFence } from "../store/fencing.js";
-import { storedFieldReader } from "../store/stored-fields.js";
+import { dropIdentityKeys, storedFieldReader } from "../store/stored-fields.js";
 import { checkSchemaAgainstRecords } from "../schema/record-check.js";
 import { changeLogBounds } from "../store/retention.js";
 import type { Coordination, MemberInfo } from "./membership.js";
@@ -98,9 +98,13 @@ export function createClusterService(deps: ClusterServiceDeps): ServiceImpl<type
       // answers too. A write racing this check under the old schemas can
       // still slip in before every node has the new ones.
       const next = buildSnapshot(parseConfigText(req.document, format), "");
-      await checkSchemaAgainstRecords(storedFieldReader(deps.pool), previous.schemas, next.schemas);
+      const checked = await checkSchemaAgainstRecords(storedFieldReader(deps.pool), previous.schemas, next.schemas);
       if (req.dryRun) return { revision: before, changed: false };
-      const after = await cluster.config.replaceDocument(req.document, format, req.expectedRevision);
+      // The records were checked against the schemas of the revision in force
+      // here: the change applies over that revision only.
+      if (checked.length > 0 && req.expectedRevision && req.expectedRevision !== before) throw revisionMismatch(req.expectedRevision, before);
+      for (const c of checked) if (c.kind === "identity") await dropIdentityKeys(deps.pool, c.collection, c.field.name);
+      const after = await cluster.config.replaceDocument(req.document, format, checked.length > 0 ? before : req.expectedRevision);
       if (JSON.stringify(after.doc[POLICIES_SECTION] ?? null) !== JSON.stringify(previous.doc[POLICIES_SECTION] ?? null)) {
         await access.recordNow("policy_change", {
           reason: "CONFIG_APPLIED",

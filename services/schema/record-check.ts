@@ -17,16 +17,18 @@ export interface StoredFieldReader {
 const EXAMPLES = 3;
 
 /**
+ * Resolves with the checks it made (none: the change reads no records).
  * @throws DomainError failed_precondition SCHEMA_DOES_NOT_FIT_RECORDS with a
  *   violation per field whose stored records the new definition refuses.
  */
-export async function checkSchemaAgainstRecords(reader: StoredFieldReader, before: SchemaSet, after: SchemaSet): Promise<void> {
+export async function checkSchemaAgainstRecords(reader: StoredFieldReader, before: SchemaSet, after: SchemaSet): Promise<RecordCheck[]> {
+  const checks = recordChecks(before, after);
   const violations: FieldViolation[] = [];
-  for (const check of recordChecks(before, after)) {
+  for (const check of checks) {
     const v = await violationOf(reader, check, after.defaultPhoneRegion);
     if (v) violations.push(v);
   }
-  if (violations.length === 0) return;
+  if (violations.length === 0) return checks;
   const more = violations.length > 1 ? ` (and ${violations.length - 1} more problem${violations.length > 2 ? "s" : ""})` : "";
   throw new DomainError("failed_precondition", `the new schemas do not fit the stored records: ${violations[0]!.description}${more}`, {
     reason: "SCHEMA_DOES_NOT_FIT_RECORDS",
@@ -63,8 +65,9 @@ async function violationOf(reader: StoredFieldReader, check: RecordCheck, defaul
       const reasons = new Map<string, number>();
       const found: RecordRef[] = [];
       await reader.forEachLiveValue(collection, field.name, (record, value) => {
-        const why = misfit(field, value, defaultPhoneRegion);
-        if (why === null) return;
+        const why = misfit(field, value, defaultPhoneRegion, check.exact);
+        // A value the old definition refused too is not this change's doing (it would block even a looser rule).
+        if (why === null || (check.was && misfit(check.was, value, defaultPhoneRegion, check.exact) !== null)) return;
         reasons.set(why, (reasons.get(why) ?? 0) + 1);
         if (found.length < EXAMPLES) found.push(record);
       });

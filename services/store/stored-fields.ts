@@ -37,9 +37,9 @@ async function tally(pool: Pool, where: string, collection: string, field: strin
   }
 }
 
-/** Live records of `collection` that hold no value for `field` (absent or null). */
+/** Live records of `collection` that hold no value for `field`: absent, null, or empty (as a required field may not be). */
 export function liveRecordsWithout(pool: Pool, collection: string, field: string): Promise<RecordTally> {
-  return tally(pool, `NOT deleted AND NOT (${HOLDS_VALUE})`, collection, field);
+  return tally(pool, `NOT deleted AND (NOT (${HOLDS_VALUE}) OR fields -> $2 IN ('""'::jsonb, '[]'::jsonb))`, collection, field);
 }
 
 /** Records of `collection`, tombstones included, that hold a value for `field`. */
@@ -72,6 +72,22 @@ export async function forEachLiveValue(
         if (page.rows.length < PAGE) return;
       }
     });
+  } catch (e) {
+    throw toStoreError(e);
+  }
+}
+
+/**
+ * Deletes every identity key of `field` in `collection`, all tenants. For a
+ * field about to become an identity again when no record holds a value for
+ * it: keys stay when a field stops being an identity, and these would name
+ * records that no longer hold the value (a write would be told the value is
+ * taken; an upsert by it would land on the wrong record).
+ */
+export async function dropIdentityKeys(pool: Pool, collection: string, field: string): Promise<number> {
+  try {
+    const res = await pool.query("DELETE FROM record_keys WHERE collection = $1 AND field = $2", [collection, field]);
+    return res.rowCount ?? 0;
   } catch (e) {
     throw toStoreError(e);
   }

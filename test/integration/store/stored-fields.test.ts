@@ -26,7 +26,9 @@ beforeAll(async () => {
        FROM generate_series(1, $1::int) i
      UNION ALL SELECT t, 'customers', 'gone-' || t, 2, '{"visits": 1}'::jsonb, '{}'::json, true, now(), now() FROM unnest(ARRAY['default', 'acme']) t
      UNION ALL SELECT 'default', 'orders', 'o1', 1, '{"visits": 7}'::jsonb, '{}'::json, false, now(), now()
-     UNION ALL SELECT 'acme', 'customers', 'a1', 1, '{}'::jsonb, '{}'::json, false, now(), now()`,
+     UNION ALL SELECT 'acme', 'customers', 'a1', 1, '{}'::jsonb, '{}'::json, false, now(), now()
+     UNION ALL SELECT 'default', 'leads', v.id, 1, v.f::jsonb, '{}'::json, false, now(), now()
+       FROM (VALUES ('l1', '{"name": ""}'), ('l2', '{"name": []}'), ('l3', '{"name": "Li"}'), ('l4', '{"name": ["x"]}')) v(id, f)`,
     [LIVE],
   );
 });
@@ -63,5 +65,10 @@ describe("stored field reads", () => {
       { tenant: "default", id: "r1" },
     ]);
     expect(await recordsWith(store.pool, "customers", "nobody_has_this")).toEqual({ count: 0, examples: [] });
+  });
+
+  it("count an empty string or list as no value for a required field, as writes do", async () => {
+    expect(await liveRecordsWithout(store.pool, "leads", "name")).toEqual({ count: 2, examples: [{ tenant: "default", id: "l1" }, { tenant: "default", id: "l2" }] });
+    expect((await recordsWith(store.pool, "leads", "name")).count).toBe(4);
   });
 });

@@ -25,17 +25,22 @@ const checksFor = (after: Fields, more: Record<string, Fields> = {}) =>
   recordChecks(schemas(BASE), schemas(after, more)).map((c) => `${c.kind} ${c.collection}.${c.field.name}`);
 
 describe("recordChecks", () => {
-  it("needs no check for the same schemas, added optional fields, relaxed rules or new collections", () => {
+  it("needs no check for the same schemas, relaxed rules, or policy, mask and description edits", () => {
     expect(checksFor(BASE)).toEqual([]);
-    expect(checksFor(withField("tier", { type: "string" }))).toEqual([]);
     expect(checksFor(withField("name", { type: "string", normalizers: ["trim"] }))).toEqual([]); // no longer required
     expect(checksFor(withField("notes", { type: "string", description: "free text", policy: "manual_review", sensitive: true }))).toEqual([]);
-    expect(checksFor(BASE, { orders: { total: { type: "decimal", required: true } } })).toEqual(["required orders.total"]);
+  });
+
+  it("checks the values of a field new to the schema, which an earlier removal may have left in the records", () => {
+    expect(checksFor(withField("tier", { type: "string" }))).toEqual(["values customers.tier"]);
+    expect(checksFor(BASE, { orders: { total: { type: "decimal", required: true } } })).toEqual(["required orders.total", "values orders.total"]);
+    const [check] = recordChecks(schemas(BASE), schemas(withField("tier", { type: "string" })));
+    expect(check?.kind === "values" && [check.was, check.exact]).toEqual([null, true]);
   });
 
   it("checks a field made required, whether it is new or was optional", () => {
     expect(checksFor(withField("notes", { type: "string", required: true }))).toEqual(["required customers.notes"]);
-    expect(checksFor(withField("tier", { type: "string", required: true }))).toEqual(["required customers.tier"]);
+    expect(checksFor(withField("tier", { type: "string", required: true }))).toEqual(["required customers.tier", "values customers.tier"]);
   });
 
   it("checks a field made identity for values already stored, and no longer its values separately", () => {
@@ -49,6 +54,13 @@ describe("recordChecks", () => {
     expect(checksFor(withField("region", { type: "enum", values: ["east_china", "north_china", "overseas"] }))).toEqual(["values customers.region"]);
     expect(checksFor(withField("phone", { type: "string", identity: true, normalizers: ["trim"] }))).toEqual(["values customers.phone"]);
     expect(checksFor(withField("notes", { type: "string", max_length: 10 }))).toEqual(["values customers.notes"]);
+  });
+
+  it("wants values in the new type's stored form only when the type changes (or the field is an identity)", () => {
+    const exact = (after: Fields) => recordChecks(schemas(BASE), schemas(after)).map((c) => c.kind === "values" && c.exact);
+    expect(exact(withField("visits", { type: "decimal" }))).toEqual([true]);
+    expect(exact(withField("notes", { type: "string", max_length: 10 }))).toEqual([false]);
+    expect(exact(withField("phone", { type: "string", identity: true, normalizers: ["trim"] }))).toEqual([true]);
   });
 });
 
@@ -74,9 +86,18 @@ describe("misfit", () => {
   });
 
   it("wants an identity value exactly as its normalizers make it: keys are looked up normalized", () => {
-    expect(misfit(field({ type: "string", identity: true, normalizers: ["lowercase"] }), "ABC", "CN")).toBe("NOT_NORMALIZED");
+    expect(misfit(field({ type: "string", identity: true, normalizers: ["lowercase"] }), "ABC", "CN")).toBe("NOT_STORED_FORM");
     expect(misfit(field({ type: "string", identity: true, normalizers: ["lowercase"] }), "abc", "CN")).toBeNull();
     expect(misfit(field({ type: "string", identity: true, normalizers: ["phone"] }), "+8613812345678", "CN")).toBeNull();
-    expect(misfit(field({ type: "string", identity: true, normalizers: ["phone"] }), "13812345678", "CN")).toBe("NOT_NORMALIZED");
+    expect(misfit(field({ type: "string", identity: true, normalizers: ["phone"] }), "13812345678", "CN")).toBe("NOT_STORED_FORM");
+  });
+
+  it("asked for the exact stored form, refuses a value another type stored: filters compare stored forms", () => {
+    expect(misfit(field({ type: "decimal" }), 5, "CN")).toBeNull();
+    expect(misfit(field({ type: "decimal" }), 5, "CN", true)).toBe("NOT_STORED_FORM");
+    expect(misfit(field({ type: "decimal" }), "007.50", "CN", true)).toBe("NOT_STORED_FORM");
+    expect(misfit(field({ type: "decimal" }), "7.5", "CN", true)).toBeNull();
+    expect(misfit(field({ type: "timestamp" }), "2024-02-30T00:00:00Z", "CN", true)).not.toBeNull();
+    expect(misfit(field({ type: "timestamp" }), "2024-02-28T00:00:00Z", "CN", true)).toBeNull();
   });
 });
