@@ -214,9 +214,31 @@ export class ChangeStreams implements StreamStatsSource {
 
   async *subscribe(spec: SubscribeSpec, signal: AbortSignal): AsyncGenerator<Uint8Array> {
     const release = this.admit(spec.caller);
+    let sub: Subscriber | undefined;
     try {
-      yield* this.stream(spec, signal);
+      const s = this.settings();
+      let position = 0n;
+      if (spec.start.kind === "cursor") position = await this.resumePosition(spec.start.cursor);
+      else if (spec.start.kind === "now") position = (await this.reader.bounds()).tail;
+      sub = new Subscriber(spec.view, position, this.cursorOf(position), { maxEvents: s.maxBufferedEvents, maxBytes: s.maxBufferedBytes });
+      const heartbeatMs = spec.heartbeatMs ?? s.heartbeatIntervalMs;
+      sub.watch(signal);
+      this.open.add(sub);
+      // A policy change announced while the start position was read found this
+      // stream not open yet (replaceViews): it starts under the policy of now.
+      const now = spec.current?.(sub.view);
+      if (now && now.key !== sub.view.key) sub.view = now;
+      if (spec.start.kind === "snapshot") yield* this.snapshot(sub);
+      // The first message tells the client where it stands, so even a quiet
+      // "from now" stream has a cursor to resume from.
+      else yield this.heartbeat(sub);
+      yield* this.follow(sub, heartbeatMs, signal);
     } finally {
+      if (sub) {
+        sub.dispose();
+        this.hub.detach(sub);
+        this.open.delete(sub);
+      }
       release();
     }
   }
@@ -239,32 +261,6 @@ export class ChangeStreams implements StreamStatsSource {
       if (left > 0) this.admittedPerCaller.set(caller, left);
       else this.admittedPerCaller.delete(caller);
     };
-  }
-
-  private async *stream(spec: SubscribeSpec, signal: AbortSignal): AsyncGenerator<Uint8Array> {
-    const s = this.settings();
-    let position = 0n;
-    if (spec.start.kind === "cursor") position = await this.resumePosition(spec.start.cursor);
-    else if (spec.start.kind === "now") position = (await this.reader.bounds()).tail;
-    const sub = new Subscriber(spec.view, position, this.cursorOf(position), { maxEvents: s.maxBufferedEvents, maxBytes: s.maxBufferedBytes });
-    const heartbeatMs = spec.heartbeatMs ?? s.heartbeatIntervalMs;
-    sub.watch(signal);
-    this.open.add(sub);
-    // A policy change announced while the start position was read found this
-    // stream not open yet (replaceViews): it starts under the policy of now.
-    const now = spec.current?.(sub.view);
-    if (now && now.key !== sub.view.key) sub.view = now;
-    try {
-      if (spec.start.kind === "snapshot") yield* this.snapshot(sub);
-      // The first message tells the client where it stands, so even a quiet
-      // "from now" stream has a cursor to resume from.
-      else yield this.heartbeat(sub);
-      yield* this.follow(sub, heartbeatMs, signal);
-    } finally {
-      sub.dispose();
-      this.hub.detach(sub);
-      this.open.delete(sub);
-    }
   }
 
   async digest(q: DigestQuery): Promise<DigestResult> {
