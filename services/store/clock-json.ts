@@ -22,6 +22,18 @@ export function clocksToJson(clocks: Record<string, FieldClock>): Record<string,
   return Object.fromEntries(Object.entries(clocks).map(([k, v]) => [k, clockToJson(v)]));
 }
 
+/**
+ * JSON.stringify(clocksToJson(clocks)) without the intermediate objects: the
+ * write path serializes every field's clock of every record it writes.
+ */
+export function clocksJsonText(clocks: Record<string, FieldClock>): string {
+  let out = "";
+  for (const [name, c] of Object.entries(clocks)) {
+    out += `${out === "" ? "{" : ","}${JSON.stringify(name)}:{"v":${JSON.stringify(c.version)},"h":"${c.hlc}","s":${JSON.stringify(c.source)},"a":${JSON.stringify(c.actor)},"d":${JSON.stringify(c.device)}}`;
+  }
+  return out === "" ? "{}" : `${out}}`;
+}
+
 export function clocksFromJson(clocks: Record<string, ClockJson>): Record<string, FieldClock> {
   return Object.fromEntries(Object.entries(clocks).map(([k, v]) => [k, clockFromJson(v)]));
 }

@@ -7,13 +7,13 @@ import type { Pool, PoolClient } from "pg";
 import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
 import { cursorEncoder } from "../changes/cursor.js";
-import { changeRowJson, compareSeqs, sequencingLockKey, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import { changeRowScalars, compareSeqs, sequencingLockKey, type ChangeRow, type SequencingMode } from "./sequencing.js";
 import type { LogChange } from "./change-reader.js";
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
 import { withTransaction, type Statement, type Transaction } from "./transaction.js";
-import { clockFromJson, clockToJson, clocksFromJson, clocksToJson, deltaClocksFromJson, type ClockJson, type DeltaClocksJson } from "./clock-json.js";
+import { clockFromJson, clockToJson, clocksFromJson, clocksJsonText, clocksToJson, deltaClocksFromJson, type ClockJson, type DeltaClocksJson } from "./clock-json.js";
 import {
   closeTickets,
   getTicket,
@@ -364,18 +364,29 @@ export class RecordStore {
     const existing = e.records.filter((r) => !created.has(recordKeyString(r)));
     if (e.tickets.length > 0) await writeTickets(await tx.connection(), e.tickets);
     if (e.ticketCloses.length > 0) await closeTickets(await tx.connection(), e.ticketCloses);
-    // Records, keys and change rows in one statement (migrations 0007, 0008);
+    // Records, keys and change rows in one statement (migrations 0007, 0011);
     // the change rows go last, under the sequencing lock.
     const rows = e.changes.map(toChangeRow);
-    const rowJson = rows.map(changeRowJson);
+    const json = stringifyOnce();
+    const changes = changeColumns(rows, json);
+    const freshColumns = fresh.length > 0 ? recordColumns(fresh, json) : null;
+    const existingColumns = existing.length > 0 ? recordColumns(existing, json) : null;
     const write: Statement = {
-      text: "SELECT seq, commit_time FROM deltamesh_apply_writes_timed($1::json, $2::json, $3::json, $4::json, $5::json, $6)",
+      text: `SELECT seq, commit_time FROM deltamesh_apply_writes_columns(
+               $1::json, $2, $3, $4::json, $5, $6, $7::json, $8::json, $9::json, $10, $11, $12, $13)`,
       values: [
-        fresh.length > 0 ? recordRowsJson(fresh) : null,
-        existing.length > 0 ? recordRowsJson(existing) : null,
+        freshColumns?.rows ?? null,
+        freshColumns?.fields ?? null,
+        freshColumns?.clocks ?? null,
+        existingColumns?.rows ?? null,
+        existingColumns?.fields ?? null,
+        existingColumns?.clocks ?? null,
         e.keyRemovals.length > 0 ? keyEditsParam(e.keyRemovals) : null,
         e.keyInserts.length > 0 ? keyEditsParam(e.keyInserts) : null,
-        rows.length > 0 ? `[${rowJson.join(",")}]` : null,
+        changes?.rows ?? null,
+        changes?.deltas ?? null,
+        changes?.images ?? null,
+        changes?.priors ?? null,
         sequencingLockKey(this.sequencing),
       ],
     };
@@ -389,7 +400,7 @@ export class RecordStore {
       .map((r) => ({ seq: BigInt(r.seq), commitTime: r.commit_time }))
       .sort((a, b) => compareSeqs(a.seq, b.seq));
     const seqs = written.map((w) => w.seq);
-    const logChanges = wantLogChanges ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, rowJson[i]!.length)) : [];
+    const logChanges = wantLogChanges ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, changes!.sizes[i]!)) : [];
     return { seqs, logChanges };
   }
 
@@ -562,24 +573,84 @@ export async function listRecords(db: Pool | PoolClient, q: ListQuery): Promise<
 }
 
 /**
- * Records as the JSON parameter deltamesh_apply_writes reads: one parameter
- * instead of nine arrays, since JSON.stringify is native while the driver
- * escapes array literals element by element in JS.
+ * Joins JSON documents into one parameter that deltamesh_apply_writes_columns
+ * splits back (migration 0011): no JSON text holds U+001E raw.
  */
-function recordRowsJson(records: readonly StoredRecord[]): string {
-  return JSON.stringify(
-    records.map((r) => ({
+const DOCUMENT_SEPARATOR = "\u001e";
+
+/**
+ * JSON.stringify that serializes each object once per batch: a record's
+ * fields are the same object as its last change's image.
+ */
+function stringifyOnce(): (doc: object) => string {
+  const done = new Map<object, string>();
+  return (doc) => {
+    let text = done.get(doc);
+    if (text === undefined) {
+      text = JSON.stringify(doc);
+      done.set(doc, text);
+    }
+    return text;
+  };
+}
+
+/**
+ * Record rows as deltamesh_apply_writes_columns reads them: scalar columns as
+ * JSON (times as epoch milliseconds, which serialize several times faster
+ * than a Date's ISO text), documents beside them.
+ */
+function recordColumns(records: readonly StoredRecord[], json: (doc: object) => string): { rows: string; fields: string; clocks: string } {
+  const fields: string[] = [];
+  const clocks: string[] = [];
+  const rows = records.map((r) => {
+    fields.push(json(r.fields));
+    clocks.push(clocksJsonText(r.clocks));
+    return {
       tenant: r.tenant,
       collection: r.collection,
       id: r.id,
       version: r.version,
-      fields: r.fields,
-      clocks: clocksToJson(r.clocks),
       deleted: r.deleted,
-      create_time: r.createTime,
-      update_time: r.updateTime,
-    })),
-  );
+      create_ms: r.createTime.getTime(),
+      update_ms: r.updateTime.getTime(),
+    };
+  });
+  return { rows: JSON.stringify(rows), fields: fields.join(DOCUMENT_SEPARATOR), clocks: clocks.join(DOCUMENT_SEPARATOR) };
+}
+
+interface ChangeColumns {
+  rows: string;
+  deltas: string;
+  images: string;
+  priors: string;
+  /** Characters of JSON each row carries (delta, image, prior), as ChangeReader measures rows. */
+  sizes: number[];
+}
+
+/** Change rows as deltamesh_apply_writes_columns reads them (null: none). */
+function changeColumns(changes: readonly ChangeRow[], json: (doc: object) => string): ChangeColumns | null {
+  if (changes.length === 0) return null;
+  const deltas: string[] = [];
+  const images: string[] = [];
+  const priors: string[] = [];
+  const sizes: number[] = [];
+  const rows = changes.map((r) => {
+    const delta = JSON.stringify(r.delta);
+    const image = r.image ? json(r.image) : "null";
+    const prior = r.prior ? json(r.prior) : "null";
+    deltas.push(delta);
+    images.push(image);
+    priors.push(prior);
+    sizes.push(delta.length + image.length + prior.length);
+    return changeRowScalars(r);
+  });
+  return {
+    rows: JSON.stringify(rows),
+    deltas: deltas.join(DOCUMENT_SEPARATOR),
+    images: images.join(DOCUMENT_SEPARATOR),
+    priors: priors.join(DOCUMENT_SEPARATOR),
+    sizes,
+  };
 }
 
 function toChangeRow(c: ChangeDraft): ChangeRow {
@@ -597,7 +668,24 @@ function toChangeRow(c: ChangeDraft): ChangeRow {
     ...(shared ? { h: first.hlc.toString(), k: names } : names.length > 0 ? { clocks: clocksToJson(c.clocks) } : {}),
     decisions: c.decisions.map(outcomeToJson),
   };
-  return { ...c, delta, ...changeImage(c.fieldsBefore, c.fieldsAfter, c.set, c.cleared) };
+  const { image, prior } = changeImage(c.fieldsBefore, c.fieldsAfter, c.set, c.cleared);
+  // Named one by one: spreading the whole draft cost as much as serializing the row.
+  return {
+    tenant: c.tenant,
+    collection: c.collection,
+    recordId: c.recordId,
+    oldVersion: c.oldVersion,
+    newVersion: c.newVersion,
+    delta,
+    created: c.created,
+    deleted: c.deleted,
+    actor: c.actor,
+    source: c.source,
+    device: c.device,
+    clientMutationId: c.clientMutationId,
+    image,
+    prior,
+  };
 }
 
 /**

@@ -100,7 +100,10 @@ describe("identity lookups", () => {
         record_id: `r${i * 11 + 1}`,
       }));
       const before = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
-      await db.query("SELECT * FROM deltamesh_apply_writes_timed(NULL, NULL, $1::json, NULL, NULL, NULL)", [JSON.stringify(removals)]);
+      await db.query(
+        "SELECT * FROM deltamesh_apply_writes_columns(NULL, NULL, NULL, NULL, NULL, NULL, $1::json, NULL, NULL, NULL, NULL, NULL, NULL)",
+        [JSON.stringify(removals)],
+      );
       const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
       expect(Number(before.rows[0]!.n) - Number(after.rows[0]!.n)).toBe(removals.length);
     } finally {
