@@ -46,6 +46,7 @@ export class GrantSet {
   readonly grants: readonly Grant[];
   private readonly principal: CelPrincipal;
   private readonly recordFields: readonly string[] | "all";
+  private readonly fieldsOfAll = new Map<"readFields" | "writeFields", ReadonlySet<string>>();
 
   constructor(
     policy: Policy,
@@ -74,9 +75,9 @@ export class GrantSet {
     return celRecord(this.schema, fields, this.recordFields);
   }
 
-  /** The grants admitting a record with these fields. */
-  admitting(fields: Readonly<Record<string, StoredValue>>): Grant[] {
-    if (this.grants.every((g) => !g.scope)) return [...this.grants];
+  /** The grants admitting a record with these fields (`grants` itself when none is scoped). */
+  admitting(fields: Readonly<Record<string, StoredValue>>): readonly Grant[] {
+    if (this.grants.every((g) => !g.scope)) return this.grants;
     const rec = this.celRecord(fields);
     return this.grants.filter((g) => !g.scope || g.scope.matches(rec, this.principal));
   }
@@ -88,8 +89,18 @@ export class GrantSet {
     return this.grants.some((g) => g.scope!.matches(rec, this.principal));
   }
 
-  /** Fields the admitting grants list under `list` (read_fields or write_fields). */
+  /**
+   * Fields the admitting grants list under `list` (read_fields or write_fields).
+   * Asked for every mutation, mostly of all the grants: that answer is kept.
+   */
   fieldsOf(admitting: readonly Grant[], list: "readFields" | "writeFields"): ReadonlySet<string> {
+    if (admitting !== this.grants) return this.listedFields(admitting, list);
+    let fields = this.fieldsOfAll.get(list);
+    if (!fields) this.fieldsOfAll.set(list, (fields = this.listedFields(admitting, list)));
+    return fields;
+  }
+
+  private listedFields(admitting: readonly Grant[], list: "readFields" | "writeFields"): ReadonlySet<string> {
     const out = new Set<string>();
     for (const g of admitting) {
       const l = g[list];
