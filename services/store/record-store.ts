@@ -7,12 +7,12 @@ import type { Pool, PoolClient } from "pg";
 import type { StoredValue } from "../schema/types.js";
 import type { ChangeEntry, FieldClock, FieldOutcome, MutationResult, StoredRecord } from "../records/model.js";
 import { cursorEncoder } from "../changes/cursor.js";
-import { changeRowScalars, compareSeqs, sequencingLockKey, type ChangeRow, type SequencingMode } from "./sequencing.js";
+import { compareSeqs, sequencingLockKey, type ChangeRow, type SequencingMode } from "./sequencing.js";
 import type { LogChange } from "./change-reader.js";
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
 import { toStoreError } from "./pg-errors.js";
-import { withTransaction, type Statement, type Transaction } from "./transaction.js";
+import { arrayLiteral, withTransaction, type SqlValue, type Statement, type Transaction } from "./transaction.js";
 import { clockFromJson, clockToJson, clocksFromJson, clocksJsonText, clocksToJson, deltaClocksFromJson, type ClockJson, type DeltaClocksJson } from "./clock-json.js";
 import {
   closeTickets,
@@ -368,25 +368,17 @@ export class RecordStore {
     // the change rows go last, under the sequencing lock.
     const rows = e.changes.map(toChangeRow);
     const json = stringifyOnce();
-    const changes = changeColumns(rows, json);
-    const freshColumns = fresh.length > 0 ? recordColumns(fresh, json) : null;
-    const existingColumns = existing.length > 0 ? recordColumns(existing, json) : null;
+    const docs = rows.map((r) => changeDocuments(r, json));
+    const changes = changeColumns(rows, docs);
+    const records = recordColumns([...fresh, ...existing], json);
     const write: Statement = {
-      text: `SELECT seq, commit_time FROM deltamesh_apply_writes_columns(
-               $1::json, $2, $3, $4::json, $5, $6, $7::json, $8::json, $9::json, $10, $11, $12, $13)`,
+      text: `SELECT seq, commit_time FROM deltamesh_apply_writes_columns(${placeholders(1 + RECORD_COLUMN_COUNT + 2 + CHANGE_COLUMN_COUNT + 1)})`,
       values: [
-        freshColumns?.rows ?? null,
-        freshColumns?.fields ?? null,
-        freshColumns?.clocks ?? null,
-        existingColumns?.rows ?? null,
-        existingColumns?.fields ?? null,
-        existingColumns?.clocks ?? null,
+        fresh.length,
+        ...records,
         e.keyRemovals.length > 0 ? keyEditsParam(e.keyRemovals) : null,
         e.keyInserts.length > 0 ? keyEditsParam(e.keyInserts) : null,
-        changes?.rows ?? null,
-        changes?.deltas ?? null,
-        changes?.images ?? null,
-        changes?.priors ?? null,
+        ...changes,
         sequencingLockKey(this.sequencing),
       ],
     };
@@ -400,7 +392,9 @@ export class RecordStore {
       .map((r) => ({ seq: BigInt(r.seq), commitTime: r.commit_time }))
       .sort((a, b) => compareSeqs(a.seq, b.seq));
     const seqs = written.map((w) => w.seq);
-    const logChanges = wantLogChanges ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, changes!.sizes[i]!)) : [];
+    const logChanges = wantLogChanges
+      ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, docs[i]!.delta.length + docs[i]!.image.length + docs[i]!.prior.length))
+      : [];
     return { seqs, logChanges };
   }
 
@@ -578,6 +572,10 @@ export async function listRecords(db: Pool | PoolClient, q: ListQuery): Promise<
  */
 const DOCUMENT_SEPARATOR = "\u001e";
 
+function placeholders(count: number): string {
+  return Array.from({ length: count }, (_, i) => `$${i + 1}`).join(", ");
+}
+
 /**
  * JSON.stringify that serializes each object once per batch: a record's
  * fields are the same object as its last change's image.
@@ -594,63 +592,65 @@ function stringifyOnce(): (doc: object) => string {
   };
 }
 
+const RECORD_COLUMN_COUNT = 9;
+
 /**
- * Record rows as deltamesh_apply_writes_columns reads them: scalar columns as
- * JSON (times as epoch milliseconds, which serialize several times faster
- * than a Date's ISO text), documents beside them.
+ * Records as deltamesh_apply_writes_columns reads them (migration 0011):
+ * tenants, collections, ids, versions, deleted flags, create and update times
+ * (epoch milliseconds, which serialize several times faster than a Date's
+ * ISO text), then fields and clocks as joined documents. All null for none.
  */
-function recordColumns(records: readonly StoredRecord[], json: (doc: object) => string): { rows: string; fields: string; clocks: string } {
-  const fields: string[] = [];
-  const clocks: string[] = [];
-  const rows = records.map((r) => {
-    fields.push(json(r.fields));
-    clocks.push(clocksJsonText(r.clocks));
-    return {
-      tenant: r.tenant,
-      collection: r.collection,
-      id: r.id,
-      version: r.version,
-      deleted: r.deleted,
-      create_ms: r.createTime.getTime(),
-      update_ms: r.updateTime.getTime(),
-    };
-  });
-  return { rows: JSON.stringify(rows), fields: fields.join(DOCUMENT_SEPARATOR), clocks: clocks.join(DOCUMENT_SEPARATOR) };
+function recordColumns(records: readonly StoredRecord[], json: (doc: object) => string): SqlValue[] {
+  if (records.length === 0) return Array<null>(RECORD_COLUMN_COUNT).fill(null);
+  return [
+    arrayLiteral(records.map((r) => r.tenant)),
+    arrayLiteral(records.map((r) => r.collection)),
+    arrayLiteral(records.map((r) => r.id)),
+    arrayLiteral(records.map((r) => r.version)),
+    arrayLiteral(records.map((r) => r.deleted)),
+    arrayLiteral(records.map((r) => r.createTime.getTime())),
+    arrayLiteral(records.map((r) => r.updateTime.getTime())),
+    records.map((r) => json(r.fields)).join(DOCUMENT_SEPARATOR),
+    records.map((r) => clocksJsonText(r.clocks)).join(DOCUMENT_SEPARATOR),
+  ];
 }
 
-interface ChangeColumns {
-  rows: string;
-  deltas: string;
-  images: string;
-  priors: string;
-  /** Characters of JSON each row carries (delta, image, prior), as ChangeReader measures rows. */
-  sizes: number[];
+const CHANGE_COLUMN_COUNT = 14;
+
+interface ChangeDocuments {
+  delta: string;
+  image: string;
+  prior: string;
 }
 
-/** Change rows as deltamesh_apply_writes_columns reads them (null: none). */
-function changeColumns(changes: readonly ChangeRow[], json: (doc: object) => string): ChangeColumns | null {
-  if (changes.length === 0) return null;
-  const deltas: string[] = [];
-  const images: string[] = [];
-  const priors: string[] = [];
-  const sizes: number[] = [];
-  const rows = changes.map((r) => {
-    const delta = JSON.stringify(r.delta);
-    const image = r.image ? json(r.image) : "null";
-    const prior = r.prior ? json(r.prior) : "null";
-    deltas.push(delta);
-    images.push(image);
-    priors.push(prior);
-    sizes.push(delta.length + image.length + prior.length);
-    return changeRowScalars(r);
-  });
-  return {
-    rows: JSON.stringify(rows),
-    deltas: deltas.join(DOCUMENT_SEPARATOR),
-    images: images.join(DOCUMENT_SEPARATOR),
-    priors: priors.join(DOCUMENT_SEPARATOR),
-    sizes,
-  };
+/**
+ * Change rows as deltamesh_apply_writes_columns reads them (migration 0011):
+ * eleven scalar columns, then deltas, images and priors as joined documents.
+ * All null for none.
+ */
+function changeColumns(rows: readonly ChangeRow[], docs: readonly ChangeDocuments[]): SqlValue[] {
+  if (rows.length === 0) return Array<null>(CHANGE_COLUMN_COUNT).fill(null);
+  return [
+    arrayLiteral(rows.map((r) => r.tenant)),
+    arrayLiteral(rows.map((r) => r.collection)),
+    arrayLiteral(rows.map((r) => r.recordId)),
+    arrayLiteral(rows.map((r) => r.oldVersion)),
+    arrayLiteral(rows.map((r) => r.newVersion)),
+    arrayLiteral(rows.map((r) => r.created)),
+    arrayLiteral(rows.map((r) => r.deleted)),
+    arrayLiteral(rows.map((r) => r.actor)),
+    arrayLiteral(rows.map((r) => r.source)),
+    arrayLiteral(rows.map((r) => r.device)),
+    arrayLiteral(rows.map((r) => r.clientMutationId)),
+    docs.map((d) => d.delta).join(DOCUMENT_SEPARATOR),
+    docs.map((d) => d.image).join(DOCUMENT_SEPARATOR),
+    docs.map((d) => d.prior).join(DOCUMENT_SEPARATOR),
+  ];
+}
+
+/** A change row's JSON documents, serialized. */
+function changeDocuments(r: ChangeRow, json: (doc: object) => string): ChangeDocuments {
+  return { delta: JSON.stringify(r.delta), image: r.image ? json(r.image) : "null", prior: r.prior ? json(r.prior) : "null" };
 }
 
 function toChangeRow(c: ChangeDraft): ChangeRow {

@@ -57,24 +57,22 @@ export function changeRowsJson(rows: readonly ChangeRow[]): string {
  * write path's biggest CPU cost.
  */
 export function changeRowJson(r: ChangeRow): string {
-  return JSON.stringify({ ...changeRowScalars(r), d: r.delta, im: r.image ?? null, pr: r.prior ?? null });
-}
-
-/** A change row's columns other than its JSON documents, under the short names the write functions read. */
-export function changeRowScalars(r: ChangeRow) {
-  return {
+  return JSON.stringify({
     t: r.tenant,
     c: r.collection,
     r: r.recordId,
     ov: r.oldVersion,
     nv: r.newVersion,
+    d: r.delta,
     cr: r.created,
     de: r.deleted,
     a: r.actor,
     s: r.source,
     dv: r.device,
     m: r.clientMutationId,
-  };
+    im: r.image ?? null,
+    pr: r.prior ?? null,
+  });
 }
 
 /** The sequencing lock's key for a mode (null: no lock). */

@@ -164,6 +164,25 @@ class Pipeline extends pg.Query {
   };
 }
 
+/**
+ * An array parameter in PostgreSQL's text form (`{"a","b"}`, `{1,2}`,
+ * `{t,f}`): strings quoted, their backslashes and double quotes escaped.
+ */
+export function arrayLiteral(values: readonly (string | number | boolean)[]): string {
+  let out = "{";
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (i > 0) out += ",";
+    if (typeof v === "string") out += `"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, "\\$&") : v}"`;
+    else if (typeof v === "boolean") out += v ? "t" : "f";
+    else out += String(v);
+  }
+  return `${out}}`;
+}
+
+const NEEDS_ESCAPE = /["\\]/;
+const ESCAPED = /["\\]/g;
+
 /** A parameter in the text format PostgreSQL parses for the parameter's type. */
 function wireValue(v: SqlValue): string | null {
   return v === null ? null : String(v);

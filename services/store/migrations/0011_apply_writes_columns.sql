@@ -1,59 +1,73 @@
 -- deltamesh_apply_writes_columns: the write function of migrations 0008 and
--- 0009, with the JSON documents of each row (a record's fields and clocks, a
--- change's delta, image and prior values) passed beside the row instead of
--- nested inside one JSON array of rows.
+-- 0009, with its rows passed column by column instead of as JSON arrays of
+-- objects.
 --
 -- Why: json_to_recordset lexes the whole array, nested documents included,
--- and each nested document is then lexed again by its column's input
--- function. The documents are most of the bytes, so a batch of 200 change
--- rows spent ~19 µs a row inserting through json_to_recordset and ~15 µs
--- with the documents split out (measured on PostgreSQL 18 on the 2-core
--- machine of the benchmarks; the whole write benchmark in the commit that
--- added this migration).
+-- builds a hash table of every object's keys, and each nested document is
+-- then lexed again by its column's input function. With 200 change rows a
+-- batch, inserting them cost ~19 µs a row that way and ~14 µs from columns
+-- (PostgreSQL 18 on the 2-core machine of the benchmarks); the whole write
+-- benchmark (`npm run bench -- writes`, b) went from ~13,400 to ~16,500
+-- mutations/s with this function and the node-side changes made with it.
 --
--- The documents of one column go as one text parameter, joined by the
--- ASCII record separator U+001E. A JSON text never holds that character
--- raw (JSON escapes every control character inside strings and allows none
--- outside them), so string_to_array splits it back exactly. They are zipped
--- with their rows by position (ROWS FROM); a count that differs leaves a
--- NULL in a NOT NULL column, so a mismatch fails loudly and writes nothing.
+-- Scalar columns are arrays (text[], bigint[], boolean[]). The JSON
+-- documents of a column (a record's fields and clocks, a change's delta,
+-- image and prior values) go as one text parameter, joined by the ASCII
+-- record separator U+001E: a JSON text never holds that character raw (JSON
+-- escapes every control character inside strings and allows none outside
+-- them), so string_to_array splits them back exactly, and each is lexed
+-- once, by its column's input function. Columns are zipped by position
+-- (ROWS FROM); a column of another length leaves a NULL in a NOT NULL
+-- column, so a mismatch fails loudly and writes nothing.
 --
--- Record times go as epoch milliseconds (what a JavaScript Date holds), which
--- the node serializes several times faster than ISO text; to_timestamp
+-- Record times go as epoch milliseconds (what a JavaScript Date holds),
+-- which the node serializes several times faster than ISO text; to_timestamp
 -- rounds to the microsecond, so they arrive exact.
 --
--- Arguments as in 0007, with each JSON array of rows now without its
--- documents, which follow it:
---   p_fresh, p_fresh_fields, p_fresh_clocks          records to insert;
---   p_existing, p_existing_fields, p_existing_clocks  records to upsert;
---   p_changes, p_change_deltas, p_change_images, p_change_priors  change rows.
--- The 0008 function stays for nodes of the previous version during a rolling
--- upgrade.
+-- Arguments (NULL arrays: nothing of that kind):
+--   p_fresh_count      the first this many records are inserted (a fresh
+--                      record that exists already is a unique violation: the
+--                      caller retries and merges), the rest upserted;
+--   p_record_*         the records, one array element per record;
+--   p_key_removals, p_key_inserts  record_keys edits, as in 0007 (JSON);
+--   p_change_*         the change rows, in the order their seqs must ascend;
+--   p_sequencing_lock  as in 0007.
+-- Returns each change row's seq and commit time, as 0008 does. The 0008
+-- function stays for nodes of the previous version during a rolling upgrade.
 CREATE FUNCTION deltamesh_apply_writes_columns(
-    p_fresh json, p_fresh_fields text, p_fresh_clocks text,
-    p_existing json, p_existing_fields text, p_existing_clocks text,
+    p_fresh_count int,
+    p_record_tenants text[], p_record_collections text[], p_record_ids text[], p_record_versions bigint[],
+    p_record_deleted boolean[], p_record_create_ms bigint[], p_record_update_ms bigint[],
+    p_record_fields text, p_record_clocks text,
     p_key_removals json, p_key_inserts json,
-    p_changes json, p_change_deltas text, p_change_images text, p_change_priors text,
+    p_change_tenants text[], p_change_collections text[], p_change_records text[], p_change_old_versions bigint[],
+    p_change_new_versions bigint[], p_change_created boolean[], p_change_deleted boolean[], p_change_actors text[],
+    p_change_sources text[], p_change_devices text[], p_change_mutation_ids text[],
+    p_change_deltas text, p_change_images text, p_change_priors text,
     p_sequencing_lock bigint)
 RETURNS TABLE (seq bigint, commit_time timestamptz) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
+DECLARE
+  v_fields text[] := string_to_array(p_record_fields, E'\x1e');
+  v_clocks text[] := string_to_array(p_record_clocks, E'\x1e');
+  v_fresh int := p_fresh_count;
 BEGIN
-  IF p_fresh IS NOT NULL THEN
+  IF v_fresh > 0 THEN
     INSERT INTO records (tenant, collection, id, version, fields, clocks, deleted, create_time, update_time)
-    SELECT x.tenant, x.collection, x.id, x.version, x.fields, x.clocks, x.deleted, to_timestamp(x.create_ms / 1000.0), to_timestamp(x.update_ms / 1000.0)
-      FROM ROWS FROM (json_to_recordset(p_fresh) AS (tenant text, collection text, id text, version bigint, deleted boolean,
-                                                     create_ms bigint, update_ms bigint),
-                      unnest(string_to_array(p_fresh_fields, E'\x1e')::jsonb[]),
-                      unnest(string_to_array(p_fresh_clocks, E'\x1e')::json[]))
+    SELECT x.tenant, x.collection, x.id, x.version, x.fields, x.clocks, x.deleted,
+           to_timestamp(x.create_ms / 1000.0), to_timestamp(x.update_ms / 1000.0)
+      FROM ROWS FROM (unnest(p_record_tenants[1:v_fresh]), unnest(p_record_collections[1:v_fresh]), unnest(p_record_ids[1:v_fresh]),
+                      unnest(p_record_versions[1:v_fresh]), unnest(p_record_deleted[1:v_fresh]), unnest(p_record_create_ms[1:v_fresh]),
+                      unnest(p_record_update_ms[1:v_fresh]), unnest(v_fields[1:v_fresh]::jsonb[]), unnest(v_clocks[1:v_fresh]::json[]))
            AS x(tenant, collection, id, version, deleted, create_ms, update_ms, fields, clocks);
   END IF;
-  IF p_existing IS NOT NULL THEN
+  IF cardinality(p_record_ids) > v_fresh THEN
     INSERT INTO records (tenant, collection, id, version, fields, clocks, deleted, create_time, update_time)
-    SELECT x.tenant, x.collection, x.id, x.version, x.fields, x.clocks, x.deleted, to_timestamp(x.create_ms / 1000.0), to_timestamp(x.update_ms / 1000.0)
-      FROM ROWS FROM (json_to_recordset(p_existing) AS (tenant text, collection text, id text, version bigint, deleted boolean,
-                                                        create_ms bigint, update_ms bigint),
-                      unnest(string_to_array(p_existing_fields, E'\x1e')::jsonb[]),
-                      unnest(string_to_array(p_existing_clocks, E'\x1e')::json[]))
+    SELECT x.tenant, x.collection, x.id, x.version, x.fields, x.clocks, x.deleted,
+           to_timestamp(x.create_ms / 1000.0), to_timestamp(x.update_ms / 1000.0)
+      FROM ROWS FROM (unnest(p_record_tenants[v_fresh + 1:]), unnest(p_record_collections[v_fresh + 1:]), unnest(p_record_ids[v_fresh + 1:]),
+                      unnest(p_record_versions[v_fresh + 1:]), unnest(p_record_deleted[v_fresh + 1:]), unnest(p_record_create_ms[v_fresh + 1:]),
+                      unnest(p_record_update_ms[v_fresh + 1:]), unnest(v_fields[v_fresh + 1:]::jsonb[]), unnest(v_clocks[v_fresh + 1:]::json[]))
            AS x(tenant, collection, id, version, deleted, create_ms, update_ms, fields, clocks)
     ON CONFLICT (tenant, collection, id) DO UPDATE
        SET version = EXCLUDED.version, fields = EXCLUDED.fields, clocks = EXCLUDED.clocks,
@@ -73,7 +87,7 @@ BEGIN
     SELECT k.tenant, k.collection, k.field, k.value, k.record_id
       FROM json_to_recordset(p_key_inserts) AS k(tenant text, collection text, field text, value text, record_id text);
   END IF;
-  IF p_changes IS NULL THEN
+  IF p_change_tenants IS NULL THEN
     RETURN;
   END IF;
   IF p_sequencing_lock IS NOT NULL THEN
@@ -83,8 +97,9 @@ BEGIN
     INSERT INTO changes (tenant, collection, record_id, old_version, new_version, delta, created, deleted,
                          actor, source, device, client_mutation_id, image, prior)
     SELECT u.t, u.c, u.r, u.ov, u.nv, u.d, u.cr, u.de, u.a, u.s, u.dv, u.m, u.im, u.pr
-      FROM ROWS FROM (json_to_recordset(p_changes) AS (t text, c text, r text, ov bigint, nv bigint, cr boolean, de boolean,
-                                                       a text, s text, dv text, m text),
+      FROM ROWS FROM (unnest(p_change_tenants), unnest(p_change_collections), unnest(p_change_records), unnest(p_change_old_versions),
+                      unnest(p_change_new_versions), unnest(p_change_created), unnest(p_change_deleted), unnest(p_change_actors),
+                      unnest(p_change_sources), unnest(p_change_devices), unnest(p_change_mutation_ids),
                       unnest(string_to_array(p_change_deltas, E'\x1e')::json[]),
                       unnest(string_to_array(p_change_images, E'\x1e')::json[]),
                       unnest(string_to_array(p_change_priors, E'\x1e')::json[]))

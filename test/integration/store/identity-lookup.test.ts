@@ -101,7 +101,7 @@ describe("identity lookups", () => {
       }));
       const before = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
       await db.query(
-        "SELECT * FROM deltamesh_apply_writes_columns(NULL, NULL, NULL, NULL, NULL, NULL, $1::json, NULL, NULL, NULL, NULL, NULL, NULL)",
+        `SELECT * FROM deltamesh_apply_writes_columns(0, ${"NULL, ".repeat(9)} $1::json, NULL, ${"NULL, ".repeat(14)} NULL)`,
         [JSON.stringify(removals)],
       );
       const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");

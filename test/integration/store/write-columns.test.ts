@@ -20,6 +20,8 @@ afterAll(async () => {
 });
 
 const TRICKY = 'a\u001eb "quoted" \\ back\u001fslash 客户 😀 \n line';
+/** Text for the array columns: quotes, backslashes, commas and braces as PostgreSQL array literals use them. */
+const ACTOR = 'li "lei" \\ {a,b} NULL 客户';
 
 function clock(version: number, hlc: bigint, source = "crm-desktop"): FieldClock {
   return { version, hlc, source, actor: "li.lei", device: "phone \u001e 1" };
@@ -29,7 +31,13 @@ function record(id: string, version: number, fields: Record<string, StoredValue>
   return { tenant: "t-columns", collection: "customers", id, version, fields, clocks, deleted: false, createTime: times[0], updateTime: times[1] };
 }
 
-function change(r: StoredRecord, before: Record<string, StoredValue> | null, set: Record<string, StoredValue>, cleared: string[]): ChangeDraft {
+function change(
+  r: StoredRecord,
+  before: Record<string, StoredValue> | null,
+  set: Record<string, StoredValue>,
+  cleared: string[],
+  clientMutationId = "",
+): ChangeDraft {
   return {
     tenant: r.tenant,
     collection: r.collection,
@@ -42,10 +50,10 @@ function change(r: StoredRecord, before: Record<string, StoredValue> | null, set
     decisions: [],
     created: before === null,
     deleted: false,
-    actor: "li.lei",
+    actor: ACTOR,
     source: "crm-desktop",
     device: "phone \u001e 1",
-    clientMutationId: "",
+    clientMutationId,
     fieldsBefore: before,
     fieldsAfter: r.fields,
   };
@@ -82,7 +90,7 @@ describe("the write function's column form", () => {
     const third = record("c-\u001e-third", 1, { name: "Zhang" }, { name: clock(1, 13n) }, [edited, edited]);
     const seqs = await write(
       [richAfter, third],
-      [change(richAfter, rich.fields, { name: richAfter.fields.name! }, ["extra"]), change(third, null, third.fields, [])],
+      [change(richAfter, rich.fields, { name: richAfter.fields.name! }, ["extra"], 'm-"1",\\'), change(third, null, third.fields, [], "NULL")],
     );
 
     expect(seqs).toHaveLength(2);
@@ -106,5 +114,13 @@ describe("the write function's column form", () => {
     expect(edit.prior()).toEqual({ name: TRICKY, extra: { nested: [1, "\u001e", null] } });
     expect(rows[1]!.image()).toEqual({ name: "Zhang" });
     expect(rows[1]!.prior()).toEqual({});
+
+    const history = await store.history({ tenant: "t-columns", collection: "customers", id: "c-rich", afterSeq: 0n, limit: 10 });
+    expect(history.map((h) => [h.newVersion, h.actor, h.source, h.device, h.clientMutationId])).toEqual([
+      [1, ACTOR, "crm-desktop", "phone \u001e 1", ""],
+      [2, ACTOR, "crm-desktop", "phone \u001e 1", 'm-"1",\\'],
+    ]);
+    const thirdHistory = await store.history({ tenant: "t-columns", collection: "customers", id: "c-\u001e-third", afterSeq: 0n, limit: 10 });
+    expect(thirdHistory.map((h) => h.clientMutationId)).toEqual(["NULL"]);
   });
 });
