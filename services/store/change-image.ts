@@ -21,7 +21,7 @@ export function changeImage(
 ): ChangeImage {
   const prior: Record<string, StoredValue> = {};
   if (before) {
-    for (const f in set) if (Object.prototype.hasOwnProperty.call(before, f)) prior[f] = before[f]!;
+    for (const f of Object.keys(set)) if (Object.prototype.hasOwnProperty.call(before, f)) prior[f] = before[f]!;
     for (const f of cleared) if (Object.prototype.hasOwnProperty.call(before, f)) prior[f] = before[f]!;
   }
   return { image: after, prior };

@@ -17,12 +17,14 @@
 -- escapes every control character inside strings and allows none outside
 -- them), so string_to_array splits them back exactly, and each is lexed
 -- once, by its column's input function. Columns are zipped by position
--- (ROWS FROM); a column of another length leaves a NULL in a NOT NULL
--- column, so a mismatch fails loudly and writes nothing.
+-- (ROWS FROM); columns of one table that differ in length are refused
+-- before anything is written.
 --
 -- Record times go as epoch milliseconds (what a JavaScript Date holds),
--- which the node serializes several times faster than ISO text; to_timestamp
--- rounds to the microsecond, so they arrive exact.
+-- which the node serializes several times faster than ISO text. They are
+-- turned into timestamps with integer arithmetic (deltamesh_epoch_ms below):
+-- to_timestamp(ms / 1000.0) goes through float8 and stores values outside
+-- about 1858-2241 a microsecond early, which read back a millisecond early.
 --
 -- Arguments (NULL arrays: nothing of that kind):
 --   p_fresh_count      the first this many records are inserted (a fresh
@@ -34,6 +36,14 @@
 --   p_sequencing_lock  as in 0007.
 -- Returns each change row's seq and commit time, as 0008 does. The 0008
 -- function stays for nodes of the previous version during a rolling upgrade.
+-- Epoch milliseconds as a timestamptz, exact over PostgreSQL's whole range:
+-- whole days added to a timestamp without time zone (no DST), the rest as an
+-- interval of at most a day's microseconds, then read as UTC. Inlined.
+CREATE FUNCTION deltamesh_epoch_ms(ms bigint) RETURNS timestamptz
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  RETURN (timestamp 'epoch' + make_interval(days => (ms / 86400000)::int) + (ms % 86400000) * interval '1 millisecond')
+         AT TIME ZONE 'UTC';
+
 CREATE FUNCTION deltamesh_apply_writes_columns(
     p_fresh_count int,
     p_record_tenants text[], p_record_collections text[], p_record_ids text[], p_record_versions bigint[],
@@ -51,11 +61,28 @@ DECLARE
   v_fields text[] := string_to_array(p_record_fields, E'\x1e');
   v_clocks text[] := string_to_array(p_record_clocks, E'\x1e');
   v_fresh int := p_fresh_count;
+  v_deltas text[] := string_to_array(p_change_deltas, E'\x1e');
+  v_images text[] := string_to_array(p_change_images, E'\x1e');
+  v_priors text[] := string_to_array(p_change_priors, E'\x1e');
 BEGIN
+  -- Columns of other lengths would zip into wrong or NULL values (image and
+  -- prior are nullable): a bug of the caller, refused before anything is written.
+  IF (SELECT count(DISTINCT coalesce(len, -1)) FROM unnest(ARRAY[
+        cardinality(p_record_tenants), cardinality(p_record_collections), cardinality(p_record_ids),
+        cardinality(p_record_versions), cardinality(p_record_deleted), cardinality(p_record_create_ms),
+        cardinality(p_record_update_ms), cardinality(v_fields), cardinality(v_clocks)]) AS len) > 1
+     OR (SELECT count(DISTINCT coalesce(len, -1)) FROM unnest(ARRAY[
+        cardinality(p_change_tenants), cardinality(p_change_collections), cardinality(p_change_records),
+        cardinality(p_change_old_versions), cardinality(p_change_new_versions), cardinality(p_change_created),
+        cardinality(p_change_deleted), cardinality(p_change_actors), cardinality(p_change_sources),
+        cardinality(p_change_devices), cardinality(p_change_mutation_ids), cardinality(v_deltas),
+        cardinality(v_images), cardinality(v_priors)]) AS len) > 1 THEN
+    RAISE EXCEPTION 'deltamesh_apply_writes_columns: columns of one table differ in length' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
   IF v_fresh > 0 THEN
     INSERT INTO records (tenant, collection, id, version, fields, clocks, deleted, create_time, update_time)
     SELECT x.tenant, x.collection, x.id, x.version, x.fields, x.clocks, x.deleted,
-           to_timestamp(x.create_ms / 1000.0), to_timestamp(x.update_ms / 1000.0)
+           deltamesh_epoch_ms(x.create_ms), deltamesh_epoch_ms(x.update_ms)
       FROM ROWS FROM (unnest(p_record_tenants[1:v_fresh]), unnest(p_record_collections[1:v_fresh]), unnest(p_record_ids[1:v_fresh]),
                       unnest(p_record_versions[1:v_fresh]), unnest(p_record_deleted[1:v_fresh]), unnest(p_record_create_ms[1:v_fresh]),
                       unnest(p_record_update_ms[1:v_fresh]), unnest(v_fields[1:v_fresh]::jsonb[]), unnest(v_clocks[1:v_fresh]::json[]))
@@ -64,7 +91,7 @@ BEGIN
   IF cardinality(p_record_ids) > v_fresh THEN
     INSERT INTO records (tenant, collection, id, version, fields, clocks, deleted, create_time, update_time)
     SELECT x.tenant, x.collection, x.id, x.version, x.fields, x.clocks, x.deleted,
-           to_timestamp(x.create_ms / 1000.0), to_timestamp(x.update_ms / 1000.0)
+           deltamesh_epoch_ms(x.create_ms), deltamesh_epoch_ms(x.update_ms)
       FROM ROWS FROM (unnest(p_record_tenants[v_fresh + 1:]), unnest(p_record_collections[v_fresh + 1:]), unnest(p_record_ids[v_fresh + 1:]),
                       unnest(p_record_versions[v_fresh + 1:]), unnest(p_record_deleted[v_fresh + 1:]), unnest(p_record_create_ms[v_fresh + 1:]),
                       unnest(p_record_update_ms[v_fresh + 1:]), unnest(v_fields[v_fresh + 1:]::jsonb[]), unnest(v_clocks[v_fresh + 1:]::json[]))
@@ -100,9 +127,7 @@ BEGIN
       FROM ROWS FROM (unnest(p_change_tenants), unnest(p_change_collections), unnest(p_change_records), unnest(p_change_old_versions),
                       unnest(p_change_new_versions), unnest(p_change_created), unnest(p_change_deleted), unnest(p_change_actors),
                       unnest(p_change_sources), unnest(p_change_devices), unnest(p_change_mutation_ids),
-                      unnest(string_to_array(p_change_deltas, E'\x1e')::json[]),
-                      unnest(string_to_array(p_change_images, E'\x1e')::json[]),
-                      unnest(string_to_array(p_change_priors, E'\x1e')::json[]))
+                      unnest(v_deltas::json[]), unnest(v_images::json[]), unnest(v_priors::json[]))
            WITH ORDINALITY AS u(t, c, r, ov, nv, cr, de, a, s, dv, m, d, im, pr, ord)
      ORDER BY u.ord
     RETURNING changes.seq, changes.commit_time;

@@ -75,7 +75,11 @@ describe("identity lookups", () => {
     expect(access("records")).toEqual(["Index Scan records_pkey"]);
   });
 
-  it("remove keys by primary-key probes inside the write function, and record_keys has no other index (migration 0009)", async () => {
+  // The current write function (0011), and the 0009 one that nodes of the previous version still call during an upgrade.
+  it.each([
+    ["deltamesh_apply_writes_columns", `SELECT * FROM deltamesh_apply_writes_columns(0, ${"NULL, ".repeat(9)} $1::json, NULL, ${"NULL, ".repeat(14)} NULL)`],
+    ["deltamesh_apply_writes_timed", "SELECT * FROM deltamesh_apply_writes_timed(NULL, NULL, $1::json, NULL, NULL, NULL)"],
+  ])("remove keys by primary-key probes inside the write function %s, and record_keys has no other index", async (_name, call) => {
     const indexes = await db.query<{ indexname: string }>("SELECT indexname FROM pg_indexes WHERE tablename = 'record_keys'");
     expect(indexes.rows.map((r) => r.indexname)).toEqual(["record_keys_pkey"]);
     // Plans of the statements the function runs, as auto_explain reports them to this session.
@@ -100,10 +104,7 @@ describe("identity lookups", () => {
         record_id: `r${i * 11 + 1}`,
       }));
       const before = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
-      await db.query(
-        `SELECT * FROM deltamesh_apply_writes_columns(0, ${"NULL, ".repeat(9)} $1::json, NULL, ${"NULL, ".repeat(14)} NULL)`,
-        [JSON.stringify(removals)],
-      );
+      await db.query(call, [JSON.stringify(removals)]);
       const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
       expect(Number(before.rows[0]!.n) - Number(after.rows[0]!.n)).toBe(removals.length);
     } finally {

@@ -123,4 +123,32 @@ describe("the write function's column form", () => {
     const thirdHistory = await store.history({ tenant: "t-columns", collection: "customers", id: "c-\u001e-third", afterSeq: 0n, limit: 10 });
     expect(thirdHistory.map((h) => h.clientMutationId)).toEqual(["NULL"]);
   });
+
+  it("stores record times to the millisecond across PostgreSQL's range, not only near today", async () => {
+    // Epoch milliseconds through float8 (to_timestamp) land a microsecond early outside ~1858-2241.
+    const times = ["2253-04-27T16:22:22.456Z", "1839-05-03T04:47:49.935Z", "1969-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00.001Z"];
+    const records = times.map((t, i) => record(`c-time-${i}`, 1, { name: t }, { name: clock(1, BigInt(i + 1)) }, [new Date(t), new Date(t)]));
+    await write(records, records.map((r) => change(r, null, r.fields, [])));
+    for (const expected of records) {
+      const got = await store.get(expected);
+      expect([got?.createTime.toISOString(), got?.updateTime.toISOString()]).toEqual([expected.createTime.toISOString(), expected.updateTime.toISOString()]);
+    }
+  });
+
+  it("refuse columns of one table that differ in length, writing nothing", async () => {
+    const db = await store.pool.connect();
+    try {
+      const before = await db.query<{ n: string }>("SELECT count(*) AS n FROM records WHERE tenant = 't-columns'");
+      // Two record ids, one of everything else.
+      const call = db.query(
+        `SELECT * FROM deltamesh_apply_writes_columns(2, '{t-columns,t-columns}', '{customers,customers}', '{c-len-1,c-len-2}', '{1,1}', '{f,f}',
+           '{0,0}', '{0,0}', '{}', '{}', NULL, NULL, ${"NULL, ".repeat(14)} NULL)`,
+      );
+      await expect(call).rejects.toMatchObject({ code: "22023", message: expect.stringContaining("differ in length") as unknown });
+      const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM records WHERE tenant = 't-columns'");
+      expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
+    } finally {
+      db.release();
+    }
+  });
 });
