@@ -275,9 +275,9 @@ export class RecordStore {
   async getMany(keys: readonly RecordKey[]): Promise<Map<string, StoredRecord>> {
     if (keys.length === 0) return new Map();
     const res = await this.query<RecordRow>(
-      `SELECT r.* FROM ${KEYS_PARAM} CROSS JOIN LATERAL
+      `SELECT r.* FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), unnest($3::text[])) AS k(tenant, collection, id) CROSS JOIN LATERAL
          (SELECT ${RECORD_COLUMNS} FROM records WHERE tenant = k.tenant AND collection = k.collection AND id = k.id) r`,
-      [keysParam(keys)],
+      recordKeyColumns(keys),
     );
     return new Map(res.rows.map((r) => [recordKeyString(r), toRecord(r)]));
   }
@@ -372,12 +372,12 @@ export class RecordStore {
     const changes = changeColumns(rows, docs);
     const records = recordColumns([...fresh, ...existing], json);
     const write: Statement = {
-      text: `SELECT seq, commit_time FROM deltamesh_apply_writes_columns(${placeholders(1 + RECORD_COLUMN_COUNT + 2 + CHANGE_COLUMN_COUNT + 1)})`,
+      text: `SELECT seq, commit_time FROM deltamesh_apply_writes_columns(${placeholders(1 + RECORD_COLUMN_COUNT + 2 * KEY_EDIT_COLUMN_COUNT + CHANGE_COLUMN_COUNT + 1)})`,
       values: [
         fresh.length,
         ...records,
-        e.keyRemovals.length > 0 ? keyEditsParam(e.keyRemovals) : null,
-        e.keyInserts.length > 0 ? keyEditsParam(e.keyInserts) : null,
+        ...keyEditColumns(e.keyRemovals),
+        ...keyEditColumns(e.keyInserts),
         ...changes,
         sequencingLockKey(this.sequencing),
       ],
@@ -412,17 +412,18 @@ export class RecordStore {
 }
 
 /**
- * Holders of identity values ($1: a JSON array of {tenant, collection, field,
- * value}); record_id is null for a value nobody holds. A correlated subquery,
- * so each value is one probe of record_keys' primary key (migration 0006)
- * whatever the statistics say: as a join, the planner misjudges the JSON's
- * row count and, early in a bulk import, hashed the whole table per batch.
+ * Holders of identity values ($1-$4: tenants, collections, fields, values
+ * as lookupColumns gives them); record_id is null for a value nobody holds.
+ * A correlated subquery, so each value is one probe of record_keys' primary
+ * key (migration 0006) whatever the statistics say: as a join, the planner
+ * misjudges the input's row count and, early in a bulk import, hashed the
+ * whole table per batch.
  */
 export const IDENTITY_LOOKUP_SQL = `
   SELECT k.tenant, k.collection, k.field, k.value,
          (SELECT rk.record_id FROM record_keys rk
            WHERE rk.tenant = k.tenant AND rk.collection = k.collection AND rk.field = k.field AND rk.value = k.value) AS record_id
-    FROM json_to_recordset($1::json) AS k(tenant text, collection text, field text, value text)`;
+    FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), unnest($3::text[]), unnest($4::text[])) AS k(tenant, collection, field, value)`;
 
 interface IdentityRow {
   tenant: string;
@@ -432,13 +433,22 @@ interface IdentityRow {
   record_id: string | null;
 }
 
-function identityStatement(lookups: readonly IdentityLookup[]): Statement {
-  return { text: IDENTITY_LOOKUP_SQL, values: [lookupsParam(lookups)] };
+export function identityStatement(lookups: readonly IdentityLookup[]): Statement {
+  return { text: IDENTITY_LOOKUP_SQL, values: lookupColumns(lookups) };
 }
 
-/** Identity values as the JSON IDENTITY_LOOKUP_SQL and LOCK_RECORDS_SQL read (values as their JSON text, as record_keys stores them). */
-function lookupsParam(lookups: readonly IdentityLookup[]): string {
-  return JSON.stringify(lookups.map((l) => ({ tenant: l.tenant, collection: l.collection, field: l.field, value: JSON.stringify(l.value) })));
+/**
+ * Identity values as IDENTITY_LOOKUP_SQL and LOCK_RECORDS_SQL read them:
+ * array parameters of tenants, collections, fields and values (each value as
+ * its JSON text, as record_keys stores it).
+ */
+function lookupColumns(lookups: readonly IdentityLookup[]): string[] {
+  return [
+    arrayLiteral(lookups.map((l) => l.tenant)),
+    arrayLiteral(lookups.map((l) => l.collection)),
+    arrayLiteral(lookups.map((l) => l.field)),
+    arrayLiteral(lookups.map((l) => JSON.stringify(l.value))),
+  ];
 }
 
 function holdersOf(rows: readonly IdentityRow[]): Map<string, string> {
@@ -457,10 +467,10 @@ interface AppliedRow {
 
 function appliedStatement(ids: readonly { tenant: string; clientMutationId: string }[]): Statement {
   return {
-    text: `SELECT a.* FROM json_to_recordset($1::json) AS k(tenant text, cmid text) CROSS JOIN LATERAL
+    text: `SELECT a.* FROM ROWS FROM (unnest($1::text[]), unnest($2::text[])) AS k(tenant, cmid) CROSS JOIN LATERAL
              (SELECT tenant, client_mutation_id, result, seq FROM applied_mutations
                WHERE tenant = k.tenant AND client_mutation_id = k.cmid) a`,
-    values: [JSON.stringify(ids.map((i) => ({ tenant: i.tenant, cmid: i.clientMutationId })))],
+    values: [arrayLiteral(ids.map((i) => i.tenant)), arrayLiteral(ids.map((i) => i.clientMutationId))],
   };
 }
 
@@ -476,10 +486,12 @@ function appliedOf(rows: readonly AppliedRow[], cursorOf: (seq: bigint) => strin
 }
 
 /**
- * Idempotency rows of a batch ($1), inserted after its change rows in the
- * same transaction: each finds the seq of the change it made by record and
+ * Idempotency rows of a batch, inserted after its change rows in the same
+ * transaction: each finds the seq of the change it made by record and
  * version, walking the record's changes back from its newest (the one it
- * looks for is among the last few).
+ * looks for is among the last few). Parameters as appliedInsert gives them:
+ * tenants, client_mutation_ids, results (JSON joined by U+001E), and the
+ * collection, record id and new version of each one's change (NULL: none).
  */
 export const APPLIED_INSERT_SQL = `
   INSERT INTO applied_mutations (tenant, client_mutation_id, result, seq)
@@ -487,25 +499,27 @@ export const APPLIED_INSERT_SQL = `
          (SELECT c.seq FROM changes c
            WHERE c.tenant = x.tenant AND c.collection = x.collection AND c.record_id = x.rid AND c.new_version = x.nv
            ORDER BY c.seq DESC LIMIT 1)
-    FROM json_to_recordset($1::json) AS x(tenant text, cmid text, result json, collection text, rid text, nv bigint)`;
+    FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), unnest(string_to_array($3, E'\x1e')::json[]),
+                    unnest($4::text[]), unnest($5::text[]), unnest($6::bigint[])) AS x(tenant, cmid, result, collection, rid, nv)`;
 
-function appliedInsert(applied: readonly AppliedMutation[], changes: readonly ChangeDraft[]): Statement {
+export function appliedInsert(applied: readonly AppliedMutation[], changes: readonly ChangeDraft[]): Statement {
+  const changeOf = (a: AppliedMutation) => (a.changeIndex === null ? null : changes[a.changeIndex]!);
   return {
     text: APPLIED_INSERT_SQL,
     values: [
-      JSON.stringify(
-        applied.map((a) => {
-          const c = a.changeIndex === null ? null : changes[a.changeIndex]!;
-          const result: StoredResultJson = { ...toResultJson(a.result), fp: a.fingerprint };
-          return { tenant: a.tenant, cmid: a.clientMutationId, result, collection: c?.collection ?? null, rid: c?.recordId ?? null, nv: c?.newVersion ?? null };
-        }),
-      ),
+      arrayLiteral(applied.map((a) => a.tenant)),
+      arrayLiteral(applied.map((a) => a.clientMutationId)),
+      applied.map((a) => JSON.stringify({ ...toResultJson(a.result), fp: a.fingerprint } satisfies StoredResultJson)).join(DOCUMENT_SEPARATOR),
+      arrayLiteral(applied.map((a) => changeOf(a)?.collection ?? null)),
+      arrayLiteral(applied.map((a) => changeOf(a)?.recordId ?? null)),
+      arrayLiteral(applied.map((a) => changeOf(a)?.newVersion ?? null)),
     ],
   };
 }
 
 /**
- * Locks records by id ($1) and by identity value ($2: whoever holds it now),
+ * Locks records by id ($1-$3: tenants, collections, ids) and by identity
+ * value ($4-$7, as lookupColumns gives them: whoever holds it now),
  * one at a time in one global order (every batch locks through here, so two
  * batches never wait for each other in a cycle). Each key is a primary-key
  * probe: holders through a correlated subquery as in IDENTITY_LOOKUP_SQL,
@@ -515,12 +529,12 @@ function appliedInsert(applied: readonly AppliedMutation[], changes: readonly Ch
 export const LOCK_RECORDS_SQL = `
   SELECT r.* FROM (
       SELECT * FROM (
-          SELECT k.tenant, k.collection, k.id FROM json_to_recordset($1::json) AS k(tenant text, collection text, id text)
+          SELECT k.tenant, k.collection, k.id FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), unnest($3::text[])) AS k(tenant, collection, id)
           UNION
           SELECT h.tenant, h.collection,
                  (SELECT rk.record_id FROM record_keys rk
                    WHERE rk.tenant = h.tenant AND rk.collection = h.collection AND rk.field = h.field AND rk.value = h.value)
-            FROM json_to_recordset($2::json) AS h(tenant text, collection text, field text, value text)
+            FROM ROWS FROM (unnest($4::text[]), unnest($5::text[]), unnest($6::text[]), unnest($7::text[])) AS h(tenant, collection, field, value)
         ) u
        ORDER BY tenant COLLATE "C", collection COLLATE "C", id COLLATE "C"
     ) k
@@ -528,22 +542,25 @@ export const LOCK_RECORDS_SQL = `
       (SELECT ${RECORD_COLUMNS} FROM records
         WHERE tenant = k.tenant AND collection = k.collection AND id = k.id FOR UPDATE) r`;
 
-function lockStatement(ids: readonly RecordKey[], holders: readonly IdentityLookup[]): Statement {
-  return { text: LOCK_RECORDS_SQL, values: [keysParam(ids), lookupsParam(holders)] };
+export function lockStatement(ids: readonly RecordKey[], holders: readonly IdentityLookup[]): Statement {
+  return { text: LOCK_RECORDS_SQL, values: [...recordKeyColumns(ids), ...lookupColumns(holders)] };
 }
 
-/** A list of record keys as one JSON parameter, read back by `KEYS_PARAM`. */
-const KEYS_PARAM = "json_to_recordset($1::json) AS k(tenant text, collection text, id text)";
-
-function keysParam(keys: readonly RecordKey[]): string {
-  return JSON.stringify(keys.map((k) => ({ tenant: k.tenant, collection: k.collection, id: k.id })));
+/** Record keys as array parameters: tenants, collections, ids. */
+function recordKeyColumns(keys: readonly RecordKey[]): string[] {
+  return [arrayLiteral(keys.map((k) => k.tenant)), arrayLiteral(keys.map((k) => k.collection)), arrayLiteral(keys.map((k) => k.id))];
 }
 
-/** Key-table edits as the JSON deltamesh_apply_writes reads (migration 0007). */
-function keyEditsParam(keys: readonly KeyEdit[]): string {
-  return JSON.stringify(
-    keys.map((k) => ({ tenant: k.tenant, collection: k.collection, field: k.field, value: JSON.stringify(k.value), record_id: k.recordId })),
-  );
+const KEY_EDIT_COLUMN_COUNT = 5;
+
+/**
+ * Key-table edits as deltamesh_apply_writes_columns reads them (migration
+ * 0011): tenants, collections, fields, values (JSON text), record ids. All
+ * null for none.
+ */
+function keyEditColumns(keys: readonly KeyEdit[]): SqlValue[] {
+  if (keys.length === 0) return Array<null>(KEY_EDIT_COLUMN_COUNT).fill(null);
+  return [...lookupColumns(keys), arrayLiteral(keys.map((k) => k.recordId))];
 }
 
 /** A ListQuery's page (also read inside change-stream snapshots, ./change-reader.ts). */

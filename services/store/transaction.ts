@@ -166,14 +166,16 @@ class Pipeline extends pg.Query {
 
 /**
  * An array parameter in PostgreSQL's text form (`{"a","b"}`, `{1,2}`,
- * `{t,f}`): strings quoted, their backslashes and double quotes escaped.
+ * `{t,f}`, `{NULL}`): strings quoted, their backslashes and double quotes
+ * escaped, so the text "NULL" stays text.
  */
-export function arrayLiteral(values: readonly (string | number | boolean)[]): string {
+export function arrayLiteral(values: readonly (string | number | boolean | null)[]): string {
   let out = "{";
   for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
+    const v = values[i] ?? null;
     if (i > 0) out += ",";
-    if (typeof v === "string") out += `"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, "\\$&") : v}"`;
+    if (v === null) out += "NULL";
+    else if (typeof v === "string") out += `"${NEEDS_ESCAPE.test(v) ? v.replace(ESCAPED, "\\$&") : v}"`;
     else if (typeof v === "boolean") out += v ? "t" : "f";
     else out += String(v);
   }

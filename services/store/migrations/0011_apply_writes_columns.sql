@@ -31,7 +31,7 @@
 --                      record that exists already is a unique violation: the
 --                      caller retries and merges), the rest upserted;
 --   p_record_*         the records, one array element per record;
---   p_key_removals, p_key_inserts  record_keys edits, as in 0007 (JSON);
+--   p_removal_*, p_insert_*  record_keys rows to remove and to insert;
 --   p_change_*         the change rows, in the order their seqs must ascend;
 --   p_sequencing_lock  as in 0007.
 -- Returns each change row's seq and commit time, as 0008 does. The 0008
@@ -49,7 +49,8 @@ CREATE FUNCTION deltamesh_apply_writes_columns(
     p_record_tenants text[], p_record_collections text[], p_record_ids text[], p_record_versions bigint[],
     p_record_deleted boolean[], p_record_create_ms bigint[], p_record_update_ms bigint[],
     p_record_fields text, p_record_clocks text,
-    p_key_removals json, p_key_inserts json,
+    p_removal_tenants text[], p_removal_collections text[], p_removal_fields text[], p_removal_values text[], p_removal_records text[],
+    p_insert_tenants text[], p_insert_collections text[], p_insert_fields text[], p_insert_values text[], p_insert_records text[],
     p_change_tenants text[], p_change_collections text[], p_change_records text[], p_change_old_versions bigint[],
     p_change_new_versions bigint[], p_change_created boolean[], p_change_deleted boolean[], p_change_actors text[],
     p_change_sources text[], p_change_devices text[], p_change_mutation_ids text[],
@@ -76,7 +77,13 @@ BEGIN
         cardinality(p_change_old_versions), cardinality(p_change_new_versions), cardinality(p_change_created),
         cardinality(p_change_deleted), cardinality(p_change_actors), cardinality(p_change_sources),
         cardinality(p_change_devices), cardinality(p_change_mutation_ids), cardinality(v_deltas),
-        cardinality(v_images), cardinality(v_priors)]) AS len) > 1 THEN
+        cardinality(v_images), cardinality(v_priors)]) AS len) > 1
+     OR (SELECT count(DISTINCT coalesce(len, -1)) FROM unnest(ARRAY[
+        cardinality(p_removal_tenants), cardinality(p_removal_collections), cardinality(p_removal_fields),
+        cardinality(p_removal_values), cardinality(p_removal_records)]) AS len) > 1
+     OR (SELECT count(DISTINCT coalesce(len, -1)) FROM unnest(ARRAY[
+        cardinality(p_insert_tenants), cardinality(p_insert_collections), cardinality(p_insert_fields),
+        cardinality(p_insert_values), cardinality(p_insert_records)]) AS len) > 1 THEN
     RAISE EXCEPTION 'deltamesh_apply_writes_columns: columns of one table differ in length' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   IF v_fresh > 0 THEN
@@ -100,19 +107,21 @@ BEGIN
        SET version = EXCLUDED.version, fields = EXCLUDED.fields, clocks = EXCLUDED.clocks,
            deleted = EXCLUDED.deleted, update_time = EXCLUDED.update_time;
   END IF;
-  IF p_key_removals IS NOT NULL THEN
+  IF p_removal_tenants IS NOT NULL THEN
     -- As in migration 0009: each key found by a primary-key probe, deleted by its row address.
     DELETE FROM record_keys
      WHERE ctid = ANY (ARRAY(
        SELECT (SELECT rk.ctid FROM record_keys rk
                 WHERE rk.tenant = k.tenant AND rk.collection = k.collection AND rk.field = k.field
                   AND rk.value = k.value AND rk.record_id = k.record_id)
-         FROM json_to_recordset(p_key_removals) AS k(tenant text, collection text, field text, value text, record_id text)));
+         FROM ROWS FROM (unnest(p_removal_tenants), unnest(p_removal_collections), unnest(p_removal_fields), unnest(p_removal_values),
+                         unnest(p_removal_records)) AS k(tenant, collection, field, value, record_id)));
   END IF;
-  IF p_key_inserts IS NOT NULL THEN
+  IF p_insert_tenants IS NOT NULL THEN
     INSERT INTO record_keys (tenant, collection, field, value, record_id)
     SELECT k.tenant, k.collection, k.field, k.value, k.record_id
-      FROM json_to_recordset(p_key_inserts) AS k(tenant text, collection text, field text, value text, record_id text);
+      FROM ROWS FROM (unnest(p_insert_tenants), unnest(p_insert_collections), unnest(p_insert_fields), unnest(p_insert_values),
+                      unnest(p_insert_records)) AS k(tenant, collection, field, value, record_id);
   END IF;
   IF p_change_tenants IS NULL THEN
     RETURN;

@@ -7,7 +7,8 @@
 // taken on an empty table and 30,000 keys were added.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { APPLIED_INSERT_SQL, IDENTITY_LOOKUP_SQL, LOCK_RECORDS_SQL, RecordStore } from "../../../services/store/record-store.js";
+import { APPLIED_INSERT_SQL, identityStatement, lockStatement, RecordStore } from "../../../services/store/record-store.js";
+import { arrayLiteral } from "../../../services/store/transaction.js";
 import { testDatabaseUrl } from "../../support/env.js";
 
 const KEYS = 15_000;
@@ -48,15 +49,15 @@ describe("identity lookups", () => {
       collection: "customers",
       field: i % 2 === 0 ? "erp_id" : "phone",
       // Half present, half new (as in an import of new customers).
-      value: JSON.stringify(`${i % 2 === 0 ? "ERP" : "+86139"}${String(i < 750 ? i * 10 + 1 : KEYS + i).padStart(8, "0")}`),
+      value: `${i % 2 === 0 ? "ERP" : "+86139"}${String(i < 750 ? i * 10 + 1 : KEYS + i).padStart(8, "0")}`,
     }));
-    const param = JSON.stringify(lookups);
-    const res = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${IDENTITY_LOOKUP_SQL}`, [param]);
+    const { text, values } = identityStatement(lookups);
+    const res = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${text}`, [...values]);
     const onKeys = nodes(res.rows[0]!["QUERY PLAN"][0].Plan).filter((n) => n["Relation Name"] === "record_keys");
     expect(onKeys.map((n) => `${n["Node Type"]} ${n["Index Name"] ?? ""}`.trim())).toEqual(["Index Scan record_keys_pkey"]);
 
     // And the lookup finds exactly the keys that exist.
-    const found = await db.query<{ value: string; record_id: string | null }>(IDENTITY_LOOKUP_SQL, [param]);
+    const found = await db.query<{ value: string; record_id: string | null }>(text, [...values]);
     expect(found.rows.filter((r) => r.record_id !== null).length).toBe(750);
   });
 
@@ -66,9 +67,10 @@ describe("identity lookups", () => {
       tenant: "default",
       collection: "customers",
       field: "erp_id",
-      value: JSON.stringify(`ERP${String(i * 13 + 1).padStart(8, "0")}`),
+      value: `ERP${String(i * 13 + 1).padStart(8, "0")}`,
     }));
-    const res = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${LOCK_RECORDS_SQL}`, [JSON.stringify(ids), JSON.stringify(holders)]);
+    const lock = lockStatement(ids, holders);
+    const res = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${lock.text}`, [...lock.values]);
     const plan = nodes(res.rows[0]!["QUERY PLAN"][0].Plan);
     const access = (table: string) => plan.filter((n) => n["Relation Name"] === table).map((n) => `${n["Node Type"]} ${n["Index Name"] ?? ""}`.trim());
     expect(access("record_keys")).toEqual(["Index Scan record_keys_pkey"]);
@@ -76,10 +78,18 @@ describe("identity lookups", () => {
   });
 
   // The current write function (0011), and the 0009 one that nodes of the previous version still call during an upgrade.
-  it.each([
-    ["deltamesh_apply_writes_columns", `SELECT * FROM deltamesh_apply_writes_columns(0, ${"NULL, ".repeat(9)} $1::json, NULL, ${"NULL, ".repeat(14)} NULL)`],
-    ["deltamesh_apply_writes_timed", "SELECT * FROM deltamesh_apply_writes_timed(NULL, NULL, $1::json, NULL, NULL, NULL)"],
-  ])("remove keys by primary-key probes inside the write function %s, and record_keys has no other index", async (_name, call) => {
+  type Removal = { tenant: string; collection: string; field: string; value: string; record_id: string };
+  const removalCalls: [string, (removals: Removal[]) => [string, string[]]][] = [
+    [
+      "deltamesh_apply_writes_columns",
+      (removals) => [
+        `SELECT * FROM deltamesh_apply_writes_columns(0, ${"NULL, ".repeat(9)} $1, $2, $3, $4, $5, ${"NULL, ".repeat(5 + 14)} NULL)`,
+        (["tenant", "collection", "field", "value", "record_id"] as const).map((c) => arrayLiteral(removals.map((r) => r[c]))),
+      ],
+    ],
+    ["deltamesh_apply_writes_timed", (removals) => ["SELECT * FROM deltamesh_apply_writes_timed(NULL, NULL, $1::json, NULL, NULL, NULL)", [JSON.stringify(removals)]]],
+  ];
+  it.each(removalCalls)("remove keys by primary-key probes inside the write function %s, and record_keys has no other index", async (_name, call) => {
     const indexes = await db.query<{ indexname: string }>("SELECT indexname FROM pg_indexes WHERE tablename = 'record_keys'");
     expect(indexes.rows.map((r) => r.indexname)).toEqual(["record_keys_pkey"]);
     // Plans of the statements the function runs, as auto_explain reports them to this session.
@@ -104,7 +114,8 @@ describe("identity lookups", () => {
         record_id: `r${i * 11 + 1}`,
       }));
       const before = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
-      await db.query(call, [JSON.stringify(removals)]);
+      const [sql, params] = call(removals);
+      await db.query(sql, params);
       const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
       expect(Number(before.rows[0]!.n) - Number(after.rows[0]!.n)).toBe(removals.length);
     } finally {
@@ -128,15 +139,16 @@ describe("identity lookups", () => {
          SELECT 'default', 'customers', 'r' || (i % 5000), i / 5000, i / 5000 + 1, '{}', false, false, 'a', 's', '', ''
            FROM generate_series(1, 30000) i`,
       );
-      const rows = Array.from({ length: 500 }, (_, i) => ({
-        tenant: "default",
-        cmid: `m${i}`,
-        result: {},
-        collection: "customers",
-        rid: `r${i * 7}`,
-        nv: 3,
-      }));
-      const res = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${APPLIED_INSERT_SQL}`, [JSON.stringify(rows)]);
+      const n = Array.from({ length: 500 }, (_, i) => i);
+      const params = [
+        arrayLiteral(n.map(() => "default")),
+        arrayLiteral(n.map((i) => `m${i}`)),
+        n.map(() => "{}").join("\u001e"),
+        arrayLiteral(n.map(() => "customers")),
+        arrayLiteral(n.map((i) => `r${i * 7}`)),
+        arrayLiteral(n.map(() => 3)),
+      ];
+      const res = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(`EXPLAIN (FORMAT JSON) ${APPLIED_INSERT_SQL}`, params);
       const onChanges = nodes(res.rows[0]!["QUERY PLAN"][0].Plan).filter((n) => n["Relation Name"] === "changes");
       expect(onChanges.length).toBeGreaterThan(0);
       expect(onChanges.map((n) => n["Node Type"])).not.toContain("Seq Scan");

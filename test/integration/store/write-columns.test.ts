@@ -142,7 +142,7 @@ describe("the write function's column form", () => {
       // Two record ids, one of everything else.
       const call = db.query(
         `SELECT * FROM deltamesh_apply_writes_columns(2, '{t-columns,t-columns}', '{customers,customers}', '{c-len-1,c-len-2}', '{1,1}', '{f,f}',
-           '{0,0}', '{0,0}', '{}', '{}', NULL, NULL, ${"NULL, ".repeat(14)} NULL)`,
+           '{0,0}', '{0,0}', '{}', '{}', ${"NULL, ".repeat(10 + 14)} NULL)`,
       );
       await expect(call).rejects.toMatchObject({ code: "22023", message: expect.stringContaining("differ in length") as unknown });
       const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM records WHERE tenant = 't-columns'");
