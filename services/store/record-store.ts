@@ -372,7 +372,7 @@ export class RecordStore {
     const changes = changeColumns(rows, docs);
     const records = recordColumns([...fresh, ...existing], json);
     const write: Statement = {
-      text: `SELECT seq, commit_time FROM deltamesh_apply_writes_columns(${placeholders(1 + RECORD_COLUMN_COUNT + 2 * KEY_EDIT_COLUMN_COUNT + CHANGE_COLUMN_COUNT + 1)})`,
+      text: APPLY_WRITES_SQL,
       values: [
         fresh.length,
         ...records,
@@ -589,9 +589,6 @@ export async function listRecords(db: Pool | PoolClient, q: ListQuery): Promise<
  */
 const DOCUMENT_SEPARATOR = "\u001e";
 
-function placeholders(count: number): string {
-  return Array.from({ length: count }, (_, i) => `$${i + 1}`).join(", ");
-}
 
 /**
  * JSON.stringify that serializes each object once per batch: a record's
@@ -664,6 +661,10 @@ function changeColumns(rows: readonly ChangeRow[], docs: readonly ChangeDocument
     docs.map((d) => d.prior).join(DOCUMENT_SEPARATOR),
   ];
 }
+
+/** The write of a batch: the fresh-record count, then the columns above in order (migration 0011). */
+const APPLY_WRITES_PARAMS = 1 + RECORD_COLUMN_COUNT + 2 * KEY_EDIT_COLUMN_COUNT + CHANGE_COLUMN_COUNT + 1;
+const APPLY_WRITES_SQL = `SELECT seq, commit_time FROM deltamesh_apply_writes_columns(${Array.from({ length: APPLY_WRITES_PARAMS }, (_, i) => `$${i + 1}`).join(", ")})`;
 
 /** A change row's JSON documents, serialized. */
 function changeDocuments(r: ChangeRow, json: (doc: object) => string): ChangeDocuments {

@@ -7,8 +7,9 @@
 -- then lexed again by its column's input function. With 200 change rows a
 -- batch, inserting them cost ~19 µs a row that way and ~14 µs from columns
 -- (PostgreSQL 18 on the 2-core machine of the benchmarks); the whole write
--- benchmark (`npm run bench -- writes`, b) went from ~13,400 to ~16,500
--- mutations/s with this function and the node-side changes made with it.
+-- benchmark (`npm run bench -- writes`, b) went from ~13,400 to
+-- 16,400-18,000 mutations/s with this function and the node-side changes
+-- made with it.
 --
 -- Scalar columns are arrays (text[], bigint[], boolean[]). The JSON
 -- documents of a column (a record's fields and clocks, a change's delta,
@@ -36,13 +37,15 @@
 --   p_sequencing_lock  as in 0007.
 -- Returns each change row's seq and commit time, as 0008 does. The 0008
 -- function stays for nodes of the previous version during a rolling upgrade.
+
 -- Epoch milliseconds as a timestamptz, exact over PostgreSQL's whole range:
 -- whole days added to a timestamp without time zone (no DST), the rest as an
 -- interval of at most a day's microseconds, then read as UTC. Inlined.
 CREATE FUNCTION deltamesh_epoch_ms(ms bigint) RETURNS timestamptz
-  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-  RETURN (timestamp 'epoch' + make_interval(days => (ms / 86400000)::int) + (ms % 86400000) * interval '1 millisecond')
-         AT TIME ZONE 'UTC';
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT (timestamp 'epoch' + make_interval(days => (ms / 86400000)::int) + (ms % 86400000) * interval '1 millisecond')
+           AT TIME ZONE 'UTC'
+  $$;
 
 CREATE FUNCTION deltamesh_apply_writes_columns(
     p_fresh_count int,
