@@ -11,6 +11,7 @@ import { compareSeqs, sequencingLockKey, type ChangeRow, type SequencingMode } f
 import type { LogChange } from "./change-reader.js";
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
+import { storeTypes } from "./pg-types.js";
 import { toStoreError } from "./pg-errors.js";
 import { arrayLiteral, withTransaction, type SqlValue, type Statement, type Transaction } from "./transaction.js";
 import { clockFromJson, clockToJson, clocksFromJson, clocksJsonText, clocksToJson, deltaClocksFromJson, type ClockJson, type DeltaClocksJson } from "./clock-json.js";
@@ -239,7 +240,7 @@ export class RecordStore {
   }
 
   static async open(opts: RecordStoreOptions): Promise<RecordStore> {
-    const pool = new pg.Pool({ connectionString: opts.url, max: opts.maxConnections ?? 16 });
+    const pool = new pg.Pool({ connectionString: opts.url, max: opts.maxConnections ?? 16, types: storeTypes });
     // An idle client losing its connection must not crash the process.
     pool.on("error", () => undefined);
     try {
