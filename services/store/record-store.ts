@@ -504,16 +504,16 @@ export const APPLIED_INSERT_SQL = `
                     unnest($4::text[]), unnest($5::text[]), unnest($6::bigint[])) AS x(tenant, cmid, result, collection, rid, nv)`;
 
 export function appliedInsert(applied: readonly AppliedMutation[], changes: readonly ChangeDraft[]): Statement {
-  const changeOf = (a: AppliedMutation) => (a.changeIndex === null ? null : changes[a.changeIndex]!);
+  const made = applied.map((a) => (a.changeIndex === null ? null : changes[a.changeIndex]!));
   return {
     text: APPLIED_INSERT_SQL,
     values: [
       arrayLiteral(applied.map((a) => a.tenant)),
       arrayLiteral(applied.map((a) => a.clientMutationId)),
       applied.map((a) => JSON.stringify({ ...toResultJson(a.result), fp: a.fingerprint } satisfies StoredResultJson)).join(DOCUMENT_SEPARATOR),
-      arrayLiteral(applied.map((a) => changeOf(a)?.collection ?? null)),
-      arrayLiteral(applied.map((a) => changeOf(a)?.recordId ?? null)),
-      arrayLiteral(applied.map((a) => changeOf(a)?.newVersion ?? null)),
+      arrayLiteral(made.map((c) => c?.collection ?? null)),
+      arrayLiteral(made.map((c) => c?.recordId ?? null)),
+      arrayLiteral(made.map((c) => c?.newVersion ?? null)),
     ],
   };
 }

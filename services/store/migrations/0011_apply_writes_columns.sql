@@ -47,6 +47,13 @@ CREATE FUNCTION deltamesh_epoch_ms(ms bigint) RETURNS timestamptz
            AT TIME ZONE 'UTC'
   $$;
 
+-- Whether the lengths of a table's columns differ (a NULL array, no rows of
+-- that kind, counts as a length of its own: all or none must be NULL).
+CREATE FUNCTION deltamesh_lengths_differ(VARIADIC lengths int[]) RETURNS boolean
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT count(DISTINCT coalesce(len, -1)) > 1 FROM unnest(lengths) AS len
+  $$;
+
 CREATE FUNCTION deltamesh_apply_writes_columns(
     p_fresh_count int,
     p_record_tenants text[], p_record_collections text[], p_record_ids text[], p_record_versions bigint[],
@@ -71,22 +78,18 @@ DECLARE
 BEGIN
   -- Columns of other lengths would zip into wrong or NULL values (image and
   -- prior are nullable): a bug of the caller, refused before anything is written.
-  IF (SELECT count(DISTINCT coalesce(len, -1)) FROM unnest(ARRAY[
-        cardinality(p_record_tenants), cardinality(p_record_collections), cardinality(p_record_ids),
-        cardinality(p_record_versions), cardinality(p_record_deleted), cardinality(p_record_create_ms),
-        cardinality(p_record_update_ms), cardinality(v_fields), cardinality(v_clocks)]) AS len) > 1
-     OR (SELECT count(DISTINCT coalesce(len, -1)) FROM unnest(ARRAY[
-        cardinality(p_change_tenants), cardinality(p_change_collections), cardinality(p_change_records),
-        cardinality(p_change_old_versions), cardinality(p_change_new_versions), cardinality(p_change_created),
-        cardinality(p_change_deleted), cardinality(p_change_actors), cardinality(p_change_sources),
-        cardinality(p_change_devices), cardinality(p_change_mutation_ids), cardinality(v_deltas),
-        cardinality(v_images), cardinality(v_priors)]) AS len) > 1
-     OR (SELECT count(DISTINCT coalesce(len, -1)) FROM unnest(ARRAY[
-        cardinality(p_removal_tenants), cardinality(p_removal_collections), cardinality(p_removal_fields),
-        cardinality(p_removal_values), cardinality(p_removal_records)]) AS len) > 1
-     OR (SELECT count(DISTINCT coalesce(len, -1)) FROM unnest(ARRAY[
-        cardinality(p_insert_tenants), cardinality(p_insert_collections), cardinality(p_insert_fields),
-        cardinality(p_insert_values), cardinality(p_insert_records)]) AS len) > 1 THEN
+  IF deltamesh_lengths_differ(cardinality(p_record_tenants), cardinality(p_record_collections), cardinality(p_record_ids),
+                              cardinality(p_record_versions), cardinality(p_record_deleted), cardinality(p_record_create_ms),
+                              cardinality(p_record_update_ms), cardinality(v_fields), cardinality(v_clocks))
+     OR deltamesh_lengths_differ(cardinality(p_removal_tenants), cardinality(p_removal_collections), cardinality(p_removal_fields),
+                                 cardinality(p_removal_values), cardinality(p_removal_records))
+     OR deltamesh_lengths_differ(cardinality(p_insert_tenants), cardinality(p_insert_collections), cardinality(p_insert_fields),
+                                 cardinality(p_insert_values), cardinality(p_insert_records))
+     OR deltamesh_lengths_differ(cardinality(p_change_tenants), cardinality(p_change_collections), cardinality(p_change_records),
+                                 cardinality(p_change_old_versions), cardinality(p_change_new_versions), cardinality(p_change_created),
+                                 cardinality(p_change_deleted), cardinality(p_change_actors), cardinality(p_change_sources),
+                                 cardinality(p_change_devices), cardinality(p_change_mutation_ids), cardinality(v_deltas),
+                                 cardinality(v_images), cardinality(v_priors)) THEN
     RAISE EXCEPTION 'deltamesh_apply_writes_columns: columns of one table differ in length' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   IF v_fresh > 0 THEN
