@@ -44,6 +44,12 @@ export interface NodeConfig {
   healthPort: number;
   /** OTLP collector base URL (standard OTEL_EXPORTER_OTLP_ENDPOINT); absent: no OTLP export. */
   otlpEndpoint?: string;
+  /**
+   * MiB of stored JSON of the records this node keeps after writing them, so
+   * the next edits of those records skip reading them (services/store/record-cache.ts;
+   * the heap holds about twice that); 0 turns it off.
+   */
+  recordCacheMb: number;
 }
 
 export type NodeConfigInput = Partial<Omit<NodeConfig, "etcd" | "auth">> & { etcd?: Partial<EtcdSettings>; auth?: AuthSettingsInput };
@@ -68,6 +74,12 @@ function intFrom(value: string | number | undefined, name: string): number | und
   const n = typeof value === "number" ? value : Number(value);
   if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${JSON.stringify(value)}`);
   return n;
+}
+
+function recordCacheMb(value: string | number | undefined): number {
+  const mb = intFrom(value, "record cache size (MiB)") ?? 32;
+  if (mb < 0) throw new Error(`the record cache size must be 0 (off) or more MiB, got ${mb}`);
+  return mb;
 }
 
 export function resolveNodeConfig(input: NodeConfigInput = {}): NodeConfig {
@@ -98,6 +110,7 @@ export function resolveNodeConfig(input: NodeConfigInput = {}): NodeConfig {
     auth: resolveAuthSettings(input.auth),
     metricsPort: intFrom(input.metricsPort ?? env("METRICS_PORT"), "metrics port") ?? -1,
     healthPort: intFrom(input.healthPort ?? env("HEALTH_PORT"), "health port") ?? -1,
+    recordCacheMb: recordCacheMb(input.recordCacheMb ?? env("RECORD_CACHE_MB")),
     // The OpenTelemetry variable, not a DELTAMESH_ one: collectors' docs and
     // operators already use it. The SDK reads the other OTEL_* variables itself.
     otlpEndpoint: input.otlpEndpoint ?? (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || undefined),

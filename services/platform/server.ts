@@ -193,7 +193,7 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
       embedded = await startEmbeddedPostgres({ dataDir: path.join(cfg.dataDir, "postgres") });
       url = embedded.url;
     }
-    store = await RecordStore.open({ url });
+    store = await RecordStore.open({ url, recordCacheBytes: cfg.recordCacheMb * 1024 * 1024 });
     const tokenSecret = await pageTokenSecret(cfg, store).catch(async (e: unknown) => {
       await store.close();
       throw e;

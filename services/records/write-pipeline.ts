@@ -20,6 +20,7 @@ import { HybridClock } from "../conflicts/hlc.js";
 import {
   identityKeyString,
   recordKeyString,
+  StaleReadError,
   type AppliedMutation,
   type ChangeDraft,
   type EarlierResult,
@@ -172,7 +173,7 @@ export class WritePipeline {
     try {
       outcomes = await observeWriteBatch(batch, attempt, () =>
         this.store.writeTransaction(async (tx) => {
-          const applied = await this.applyBatch(tx, batch.map((p) => p.req), committing);
+          const applied = await this.applyBatch(tx, batch.map((p) => p.req), attempt, committing);
           logChanges = applied.logChanges;
           return applied.outcomes;
         }),
@@ -182,10 +183,12 @@ export class WritePipeline {
       // PostgreSQL refused one of its statements; a connection lost while the
       // COMMIT was on its way leaves that unknown, and retrying could apply
       // a write twice.
-      const rolledBack = !filled || isStatementRefusal(e);
+      const stale = e instanceof StaleReadError;
+      const rolledBack = !filled || stale || isStatementRefusal(e);
       committing();
-      const retryable = e instanceof StaleIdentityError || isRetryableConflict(e);
-      if (rolledBack && batch.length > 1) {
+      const retryable = stale || e instanceof StaleIdentityError || isRetryableConflict(e);
+      // Merged from records the store kept (see StaleReadError): retried whole, reading them under lock.
+      if (rolledBack && batch.length > 1 && !stale) {
         // One request's collision, or input the database refused, must not
         // fail its neighbours: retry each alone, so only its own caller sees it.
         await Promise.all(batch.map((p) => this.run([p], 1)));
@@ -222,14 +225,23 @@ export class WritePipeline {
   private async applyBatch(
     tx: WriteTx,
     requests: WriteRequest[],
+    attempt: number,
     committing: () => void,
   ): Promise<{ outcomes: RequestOutcome[]; logChanges: LogChange[] }> {
     const schemas = this.schemas();
-    // 1. Everything the batch reads, and the locks on its records, in one round trip.
+    // 1. Everything the batch reads, and the locks on its records, in one
+    // round trip (no lock when the store kept every record as this node last
+    // wrote it: the write then checks they are still current).
     const lookups: IdentityLookup[] = [];
     const idempotencyIds: { tenant: string; clientMutationId: string }[] = [];
     const lockIds: RecordKey[] = [];
     const lockHolders: IdentityLookup[] = [];
+    // Open tickets matter only to edits of manual_review fields and to
+    // resolutions. An upsert by identity that edits one may land on any record
+    // of the batch that takes its key first (identityTarget): then all of them.
+    const reviews = (m: MutationInput) => m.resolvesTicket !== undefined || touchesReviewedField(schemas.collections.get(m.collection), m);
+    const reviewsByIdentity = requests.some(({ mutations }) => mutations.some((m) => "identity" in m.target && reviews(m)));
+    const readsTickets = requests.some(({ mutations }) => mutations.some(reviews));
     for (const { tenant, mutations } of requests) {
       for (const m of mutations) {
         if ("identity" in m.target) {
@@ -245,7 +257,15 @@ export class WritePipeline {
         if (m.clientMutationId) idempotencyIds.push({ tenant, clientMutationId: m.clientMutationId });
       }
     }
-    const { holders, applied, locked } = await tx.read({ lookups, clientMutationIds: idempotencyIds, lockIds, lockHolders });
+    // A retried batch reads under lock: it may have failed on records the store kept.
+    const { holders, applied, locked } = await tx.read({
+      lookups,
+      clientMutationIds: idempotencyIds,
+      lockIds,
+      lockHolders,
+      readsTickets,
+      mustLock: attempt > 1,
+    });
 
     // 2. Which record each mutation targets; a new identity gets one new id per batch.
     const newIds = new Map<string, string>();
@@ -258,11 +278,6 @@ export class WritePipeline {
         return id;
       }),
     );
-    // Open tickets matter only to edits of manual_review fields and to
-    // resolutions. An upsert by identity that edits one may land on any record
-    // of the batch that takes its key first (identityTarget): then all of them.
-    const reviews = (m: MutationInput) => m.resolvesTicket !== undefined || touchesReviewedField(schemas.collections.get(m.collection), m);
-    const reviewsByIdentity = requests.some(({ mutations }) => mutations.some((m) => "identity" in m.target && reviews(m)));
     const ticketKeys = new Map<string, RecordKey>();
     requests.forEach(({ tenant, mutations }, r) =>
       mutations.forEach((m, i) => {

@@ -7,6 +7,7 @@ import { DomainError } from "../platform/errors.js";
 interface PgErrorLike {
   code?: string;
   constraint?: string;
+  hint?: string;
 }
 
 function pgCode(e: unknown): string | undefined {
@@ -17,6 +18,18 @@ function pgCode(e: unknown): string | undefined {
 export function isRetryableConflict(e: unknown): boolean {
   const code = pgCode(e);
   return code === "40001" || code === "40P01" || code === "23505";
+}
+
+/** The hint migration 0012's write raises its serialization failure with. */
+const STALE_READ_HINT = "deltamesh: stale read";
+
+/**
+ * A batch merged from a record this node kept (./record-cache.ts) that
+ * another writer had changed since: retry the batch as it is, which then
+ * reads its records under lock.
+ */
+export function isStaleRead(e: unknown): boolean {
+  return pgCode(e) === "40001" && (e as PgErrorLike).hint === STALE_READ_HINT;
 }
 
 export function isUniqueViolation(e: unknown, constraint?: string): boolean {

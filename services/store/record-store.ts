@@ -11,8 +11,9 @@ import { compareSeqs, sequencingLockKey, type ChangeRow, type SequencingMode } f
 import type { LogChange } from "./change-reader.js";
 import { changeImage } from "./change-image.js";
 import { migrate } from "./migrate.js";
+import { RecordCache } from "./record-cache.js";
 import { storeTypes } from "./pg-types.js";
-import { toStoreError } from "./pg-errors.js";
+import { isStaleRead, toStoreError } from "./pg-errors.js";
 import { arrayLiteral, withTransaction, type SqlValue, type Statement, type Transaction } from "./transaction.js";
 import { clockFromJson, clockToJson, clocksFromJson, clocksJsonText, clocksToJson, deltaClocksFromJson, type ClockJson, type DeltaClocksJson } from "./clock-json.js";
 import {
@@ -35,7 +36,15 @@ export interface RecordStoreOptions {
   sequencing?: SequencingMode;
   /** Apply pending migrations on open (default true). */
   migrate?: boolean;
+  /**
+   * Budget for the records this node wrote lately (./record-cache.ts), in
+   * bytes of their stored JSON (default 32 MiB; 0 keeps none, and every
+   * batch reads and locks its records first).
+   */
+  recordCacheBytes?: number;
 }
+
+const DEFAULT_RECORD_CACHE_BYTES = 32 * 1024 * 1024;
 
 export interface RecordKey {
   tenant: string;
@@ -127,6 +136,10 @@ export interface BatchReadRequest {
   /** Records to lock: these ids, and the holders of these identity values (as the lock finds them). */
   lockIds: readonly RecordKey[];
   lockHolders: readonly IdentityLookup[];
+  /** The batch will load open tickets: its records must then be read under lock. */
+  readsTickets: boolean;
+  /** Read and lock the records even if this node kept them. */
+  mustLock?: boolean;
 }
 
 export interface BatchReads {
@@ -134,7 +147,10 @@ export interface BatchReads {
   holders: Map<string, string>;
   /** Earlier results by client_mutation_id, keyed by `${tenant}\0${id}`. */
   applied: Map<string, EarlierResult>;
-  /** The locked records that exist, by `recordKeyString`. */
+  /**
+   * The batch's records that exist, by `recordKeyString`: locked, or as this
+   * node last committed them (the write then checks they are still current).
+   */
   locked: Map<string, StoredRecord>;
 }
 
@@ -171,6 +187,15 @@ export interface AppliedWrites {
   seqs: bigint[];
   /** The change rows as LogChanges, in seq order, when asked for (else empty). */
   logChanges: LogChange[];
+}
+
+/**
+ * A batch merged from records this node kept that another writer had
+ * changed, or that it would leave unchecked: nothing was written, and the
+ * batch is to be merged again, reading its records under lock.
+ */
+export class StaleReadError extends Error {
+  override readonly name = "StaleReadError";
 }
 
 export function recordKeyString(k: RecordKey): string {
@@ -230,13 +255,17 @@ export const RECORD_COLUMNS = "tenant, collection, id, version, fields, clocks, 
 
 export class RecordStore {
   private readonly encodeCursor: (seq: bigint) => string;
+  private readonly cache: RecordCache;
+  private readonly cacheCounts = { unlockedBatches: 0, retriedUnderLock: 0 };
 
   private constructor(
     readonly pool: Pool,
     readonly databaseId: string,
     private readonly sequencing: SequencingMode,
+    cacheBytes: number,
   ) {
     this.encodeCursor = cursorEncoder(databaseId);
+    this.cache = new RecordCache(cacheBytes);
   }
 
   static async open(opts: RecordStoreOptions): Promise<RecordStore> {
@@ -248,7 +277,7 @@ export class RecordStore {
       const id = await pool.query<{ value: string }>("SELECT value FROM deltamesh_meta WHERE key = 'database_id'");
       const databaseId = id.rows[0]?.value;
       if (!databaseId) throw new Error("database is not migrated: deltamesh_meta has no database_id");
-      return new RecordStore(pool, databaseId, opts.sequencing ?? "commit-lock");
+      return new RecordStore(pool, databaseId, opts.sequencing ?? "commit-lock", opts.recordCacheBytes ?? DEFAULT_RECORD_CACHE_BYTES);
     } catch (e) {
       await pool.end().catch(() => undefined);
       throw e;
@@ -257,6 +286,16 @@ export class RecordStore {
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+
+  /**
+   * The records this node keeps (./record-cache.ts): how many, how many
+   * batches merged from them without locking, and how many of those were
+   * merged again under lock (a record had changed, or the batch left one as
+   * it was).
+   */
+  recordCacheStats(): { records: number; unlockedBatches: number; retriedUnderLock: number } {
+    return { records: this.cache.size, ...this.cacheCounts };
   }
 
   cursorOf(seq: bigint): string {
@@ -335,10 +374,23 @@ export class RecordStore {
   }
 
   private writeTx(tx: Transaction): WriteTx {
+    // The records the batch merged from (locked or cached): the write checks
+    // that each is still at that version.
+    let read = new Map<string, StoredRecord>();
+    let unlocked = false;
+    // Whether this batch's records are kept once committed: only when they
+    // were addressed by id. Records reached through identity values (an
+    // import upserting by ERP id) are reached that way again, which the
+    // cache cannot serve; keeping a bulk load's rows only cost it time.
+    let keep = false;
     return {
       read: async (req) => {
         const { lookups, clientMutationIds: ids, lockIds, lockHolders } = req;
-        const locking = lockIds.length > 0 || lockHolders.length > 0;
+        const cached = req.mustLock ? null : this.cachedRecords(req);
+        unlocked = cached !== null;
+        keep = this.cache.enabled && lookups.length === 0 && lockHolders.length === 0;
+        if (unlocked) this.cacheCounts.unlockedBatches++;
+        const locking = !unlocked && (lockIds.length > 0 || lockHolders.length > 0);
         const statements = [
           ...(lookups.length > 0 ? [identityStatement(lookups)] : []),
           ...(ids.length > 0 ? [appliedStatement(ids)] : []),
@@ -347,39 +399,109 @@ export class RecordStore {
         const results = statements.length > 0 ? await tx.run(statements) : [];
         const holders = lookups.length > 0 ? holdersOf(results.shift()!.rows as IdentityRow[]) : new Map<string, string>();
         const applied = ids.length > 0 ? appliedOf(results.shift()!.rows as AppliedRow[], (seq) => this.cursorOf(seq)) : new Map<string, EarlierResult>();
-        const locked = new Map(locking ? (results.shift()!.rows as RecordRow[]).map((r) => [recordKeyString(r), toRecord(r)]) : []);
+        const locked = cached ?? new Map(locking ? (results.shift()!.rows as RecordRow[]).map((r) => [recordKeyString(r), toRecord(r)]) : []);
+        // Read under lock: what was kept of them may be stale (they are kept again once written).
+        if (!unlocked) for (const key of locked.keys()) this.cache.forget(key);
+        read = locked;
         return { holders, applied, locked };
       },
-      loadOpenTickets: async (keys) => loadOpenTickets(await tx.connection(), keys),
-      apply: (effects, opts) => this.applyEffects(tx, effects, opts?.commit ?? true, opts?.logChanges ?? false),
+      loadOpenTickets: async (keys) => {
+        if (unlocked) throw new Error("open tickets are read under the records' locks: the batch must say readsTickets");
+        return loadOpenTickets(await tx.connection(), keys);
+      },
+      apply: async (effects, opts) => {
+        const commit = opts?.commit ?? true;
+        const keys = effects.records.map(recordKeyString);
+        // The write checks the records it updates; a record merged from
+        // without a lock and left as it was (an edit that changed nothing, a
+        // refusal) is checked by merging again under lock.
+        if (unlocked) {
+          const writing = new Set(keys);
+          for (const k of read.keys()) {
+            if (writing.has(k)) continue;
+            this.cacheCounts.retriedUnderLock++;
+            throw new StaleReadError("a batch merged from kept records it does not write; it is merged again under lock");
+          }
+        }
+        // Records being written are not current for another batch until this
+        // one commits: it reads them under lock (waiting for this commit).
+        for (const k of keys) {
+          if (keep) this.cache.writing(k);
+          else this.cache.forget(k);
+        }
+        try {
+          return await this.applyEffects(tx, effects, keys, read, commit && keep, commit, opts?.logChanges ?? false);
+        } catch (e) {
+          // A record kept here may be what failed the write.
+          for (const k of [...keys, ...read.keys()]) this.cache.forget(k);
+          if (!isStaleRead(e)) throw e;
+          this.cacheCounts.retriedUnderLock++;
+          throw new StaleReadError("a record changed since this node kept it; the batch is merged again under lock", { cause: e });
+        }
+      },
     };
   }
 
-  private async applyEffects(tx: Transaction, e: WriteEffects, commit: boolean, wantLogChanges: boolean): Promise<AppliedWrites> {
+  /**
+   * The batch's records as this node last committed them, when it may merge
+   * from those without locking them: every record is addressed by id and
+   * kept here, no identity value is looked up (holders change without the
+   * records' versions saying so), and no open ticket is read. Else null.
+   */
+  private cachedRecords(req: BatchReadRequest): Map<string, StoredRecord> | null {
+    if (!this.cache.enabled || req.readsTickets || req.lookups.length > 0 || req.lockHolders.length > 0 || req.lockIds.length === 0) return null;
+    const records = new Map<string, StoredRecord>();
+    for (const id of req.lockIds) {
+      const key = recordKeyString(id);
+      const record = this.cache.get(key);
+      if (!record) return null;
+      records.set(key, record);
+    }
+    return records;
+  }
+
+  /**
+   * `keys`: the records' recordKeyStrings; `read`: the records the batch
+   * merged from, whose versions the write checks; `keep`: keep the records
+   * once committed.
+   */
+  private async applyEffects(
+    tx: Transaction,
+    e: WriteEffects,
+    keys: readonly string[],
+    read: ReadonlyMap<string, StoredRecord>,
+    keep: boolean,
+    commit: boolean,
+    wantLogChanges: boolean,
+  ): Promise<AppliedWrites> {
     // A record this batch created must not exist yet: if a concurrent
     // transaction created it first, the plain INSERT fails with a unique
     // violation and the batch is retried, now merging with that record
     // (an upsert here would silently overwrite it and log version 1 twice).
     const created = new Set(e.changes.filter((c) => c.created).map((c) => recordKeyString({ ...c, id: c.recordId })));
-    const fresh = e.records.filter((r) => created.has(recordKeyString(r)));
-    const existing = e.records.filter((r) => !created.has(recordKeyString(r)));
+    const fresh: KeptRecord[] = [];
+    const existing: KeptRecord[] = [];
+    const json = stringifyOnce();
+    e.records.forEach((record, i) => {
+      const key = keys[i]!;
+      const kept = { key, record, fields: json(record.fields), clocks: clocksJsonText(record.clocks) };
+      (created.has(key) ? fresh : existing).push(kept);
+    });
     if (e.tickets.length > 0) await writeTickets(await tx.connection(), e.tickets);
     if (e.ticketCloses.length > 0) await closeTickets(await tx.connection(), e.ticketCloses);
-    // Records, keys and change rows in one statement (migrations 0007, 0011);
-    // the change rows go last, under the sequencing lock.
+    // Records, keys and change rows in one statement (migrations 0007, 0011,
+    // 0012); the change rows go last, under the sequencing lock.
     const rows = e.changes.map(toChangeRow);
-    const json = stringifyOnce();
     const docs = rows.map((r) => changeDocuments(r, json));
-    const changes = changeColumns(rows, docs);
-    const records = recordColumns([...fresh, ...existing], json);
     const write: Statement = {
       text: APPLY_WRITES_SQL,
       values: [
+        ...existingColumns(existing, read),
         fresh.length,
-        ...records,
+        ...recordColumns(fresh),
         ...keyEditColumns(e.keyRemovals),
         ...keyEditColumns(e.keyInserts),
-        ...changes,
+        ...changeColumns(rows, docs),
         sequencingLockKey(this.sequencing),
       ],
     };
@@ -388,13 +510,14 @@ export class RecordStore {
     // its change itself (seqs exist only once the rows are sequenced).
     const statements = e.applied.length > 0 ? [write, appliedInsert(e.applied, e.changes)] : [write];
     const [res] = commit ? await tx.commit(statements) : await tx.run(statements);
+    if (keep) for (const k of [...fresh, ...existing]) this.cache.committed(k.key, k.record, k.fields.length + k.clocks.length);
     // Seqs ascend with the input (see sortedSeqs): sorted, they are the rows' seqs in order.
-    const written = (res!.rows as { seq: string; commit_time: Date }[])
+    const logged = (res!.rows as { seq: string; commit_time: Date }[])
       .map((r) => ({ seq: BigInt(r.seq), commitTime: r.commit_time }))
       .sort((a, b) => compareSeqs(a.seq, b.seq));
-    const seqs = written.map((w) => w.seq);
+    const seqs = logged.map((w) => w.seq);
     const logChanges = wantLogChanges
-      ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, written[i]!, docs[i]!.delta.length + docs[i]!.image.length + docs[i]!.prior.length))
+      ? rows.map((r, i) => committedLogChange(r, e.changes[i]!, logged[i]!, docs[i]!.delta.length + docs[i]!.image.length + docs[i]!.prior.length))
       : [];
     return { seqs, logChanges };
   }
@@ -607,26 +730,59 @@ function stringifyOnce(): (doc: object) => string {
   };
 }
 
+/** A record a batch writes, with its key and its fields and clocks serialized. */
+interface KeptRecord {
+  key: string;
+  record: StoredRecord;
+  fields: string;
+  clocks: string;
+}
+
 const RECORD_COLUMN_COUNT = 9;
 
 /**
- * Records as deltamesh_apply_writes_columns reads them (migration 0011):
- * tenants, collections, ids, versions, deleted flags, create and update times
- * (epoch milliseconds, which serialize several times faster than a Date's
- * ISO text), then fields and clocks as joined documents. All null for none.
+ * Fresh records as deltamesh_apply_writes_columns reads them (migration
+ * 0011): tenants, collections, ids, versions, deleted flags, create and
+ * update times (epoch milliseconds, which serialize several times faster
+ * than a Date's ISO text), then fields and clocks as joined documents. All
+ * null for none.
  */
-function recordColumns(records: readonly StoredRecord[], json: (doc: object) => string): SqlValue[] {
+function recordColumns(records: readonly KeptRecord[]): SqlValue[] {
   if (records.length === 0) return Array<null>(RECORD_COLUMN_COUNT).fill(null);
   return [
-    arrayLiteral(records.map((r) => r.tenant)),
-    arrayLiteral(records.map((r) => r.collection)),
-    arrayLiteral(records.map((r) => r.id)),
-    arrayLiteral(records.map((r) => r.version)),
-    arrayLiteral(records.map((r) => r.deleted)),
-    arrayLiteral(records.map((r) => r.createTime.getTime())),
-    arrayLiteral(records.map((r) => r.updateTime.getTime())),
-    records.map((r) => json(r.fields)).join(DOCUMENT_SEPARATOR),
-    records.map((r) => clocksJsonText(r.clocks)).join(DOCUMENT_SEPARATOR),
+    arrayLiteral(records.map((r) => r.record.tenant)),
+    arrayLiteral(records.map((r) => r.record.collection)),
+    arrayLiteral(records.map((r) => r.record.id)),
+    arrayLiteral(records.map((r) => r.record.version)),
+    arrayLiteral(records.map((r) => r.record.deleted)),
+    arrayLiteral(records.map((r) => r.record.createTime.getTime())),
+    arrayLiteral(records.map((r) => r.record.updateTime.getTime())),
+    records.map((r) => r.fields).join(DOCUMENT_SEPARATOR),
+    records.map((r) => r.clocks).join(DOCUMENT_SEPARATOR),
+  ];
+}
+
+const EXISTING_COLUMN_COUNT = 9;
+
+/**
+ * Existing records as deltamesh_apply_writes_checked updates them (migration
+ * 0012): tenants, collections, ids, the versions the batch merged from (in
+ * `read`), then the new versions, deleted flags, update times, fields and
+ * clocks. All null for none.
+ */
+function existingColumns(records: readonly KeptRecord[], read: ReadonlyMap<string, StoredRecord>): SqlValue[] {
+  if (records.length === 0) return Array<null>(EXISTING_COLUMN_COUNT).fill(null);
+  return [
+    arrayLiteral(records.map((r) => r.record.tenant)),
+    arrayLiteral(records.map((r) => r.record.collection)),
+    arrayLiteral(records.map((r) => r.record.id)),
+    // Every existing record was read (locked or kept); a missing one fails the check.
+    arrayLiteral(records.map((r) => read.get(r.key)?.version ?? null)),
+    arrayLiteral(records.map((r) => r.record.version)),
+    arrayLiteral(records.map((r) => r.record.deleted)),
+    arrayLiteral(records.map((r) => r.record.updateTime.getTime())),
+    records.map((r) => r.fields).join(DOCUMENT_SEPARATOR),
+    records.map((r) => r.clocks).join(DOCUMENT_SEPARATOR),
   ];
 }
 
@@ -663,9 +819,12 @@ function changeColumns(rows: readonly ChangeRow[], docs: readonly ChangeDocument
   ];
 }
 
-/** The write of a batch: the fresh-record count, then the columns above in order (migration 0011). */
-const APPLY_WRITES_PARAMS = 1 + RECORD_COLUMN_COUNT + 2 * KEY_EDIT_COLUMN_COUNT + CHANGE_COLUMN_COUNT + 1;
-const APPLY_WRITES_SQL = `SELECT seq, commit_time FROM deltamesh_apply_writes_columns(${Array.from({ length: APPLY_WRITES_PARAMS }, (_, i) => `$${i + 1}`).join(", ")})`;
+/**
+ * The write of a batch (migration 0012): the existing records, the
+ * fresh-record count, the fresh records, then the key and change columns.
+ */
+const APPLY_WRITES_PARAMS = EXISTING_COLUMN_COUNT + 1 + RECORD_COLUMN_COUNT + 2 * KEY_EDIT_COLUMN_COUNT + CHANGE_COLUMN_COUNT + 1;
+const APPLY_WRITES_SQL = `SELECT seq, commit_time FROM deltamesh_apply_writes_checked(${Array.from({ length: APPLY_WRITES_PARAMS }, (_, i) => `$${i + 1}`).join(", ")})`;
 
 /** A change row's JSON documents, serialized. */
 function changeDocuments(r: ChangeRow, json: (doc: object) => string): ChangeDocuments {

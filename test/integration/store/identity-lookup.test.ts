@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { APPLIED_INSERT_SQL, identityStatement, lockStatement, RecordStore } from "../../../services/store/record-store.js";
 import { arrayLiteral } from "../../../services/store/transaction.js";
 import { testDatabaseUrl } from "../../support/env.js";
+import { planNodes, statementPlans, type PlanNode } from "../../support/plans.js";
 
 const KEYS = 15_000;
 let store: RecordStore;
@@ -34,13 +35,7 @@ afterAll(async () => {
   await store?.close();
 });
 
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  "Index Name"?: string;
-  Plans?: PlanNode[];
-}
-const nodes = (n: PlanNode): PlanNode[] => [n, ...(n.Plans ?? []).flatMap(nodes)];
+const nodes = planNodes;
 
 describe("identity lookups", () => {
   it("probe record_keys by its primary key, even with statistics of an empty table", async () => {
@@ -77,14 +72,24 @@ describe("identity lookups", () => {
     expect(access("records")).toEqual(["Index Scan records_pkey"]);
   });
 
-  // The current write function (0011), and the 0009 one that nodes of the previous version still call during an upgrade.
+  // The current write function (0012, which has 0011 write the keys), and
+  // the 0011 and 0009 ones that nodes of previous versions still call during an upgrade.
   type Removal = { tenant: string; collection: string; field: string; value: string; record_id: string };
+  const removalColumns = (removals: Removal[]) =>
+    (["tenant", "collection", "field", "value", "record_id"] as const).map((c) => arrayLiteral(removals.map((r) => r[c])));
   const removalCalls: [string, (removals: Removal[]) => [string, string[]]][] = [
+    [
+      "deltamesh_apply_writes_checked",
+      (removals) => [
+        `SELECT * FROM deltamesh_apply_writes_checked(${"NULL, ".repeat(9)} 0, ${"NULL, ".repeat(9)} $1, $2, $3, $4, $5, ${"NULL, ".repeat(5 + 14)} NULL)`,
+        removalColumns(removals),
+      ],
+    ],
     [
       "deltamesh_apply_writes_columns",
       (removals) => [
         `SELECT * FROM deltamesh_apply_writes_columns(0, ${"NULL, ".repeat(9)} $1, $2, $3, $4, $5, ${"NULL, ".repeat(5 + 14)} NULL)`,
-        (["tenant", "collection", "field", "value", "record_id"] as const).map((c) => arrayLiteral(removals.map((r) => r[c]))),
+        removalColumns(removals),
       ],
     ],
     ["deltamesh_apply_writes_timed", (removals) => ["SELECT * FROM deltamesh_apply_writes_timed(NULL, NULL, $1::json, NULL, NULL, NULL)", [JSON.stringify(removals)]]],
@@ -93,35 +98,24 @@ describe("identity lookups", () => {
     const indexes = await db.query<{ indexname: string }>("SELECT indexname FROM pg_indexes WHERE tablename = 'record_keys'");
     expect(indexes.rows.map((r) => r.indexname)).toEqual(["record_keys_pkey"]);
     // Plans of the statements the function runs, as auto_explain reports them to this session.
-    const plans: { "Query Text": string; Plan: PlanNode }[] = [];
-    const onNotice = (n: { message?: string }) => {
-      const json = n.message?.replace(/^duration: [\d.]+ ms\s+plan:\s*/, "");
-      if (json?.startsWith("{")) plans.push(JSON.parse(json) as (typeof plans)[number]);
-    };
-    db.on("notice", onNotice);
-    await db.query("BEGIN");
-    try {
-      await db.query("LOAD 'auto_explain'");
-      await db.query("SET LOCAL auto_explain.log_min_duration = 0");
-      await db.query("SET LOCAL auto_explain.log_nested_statements = on");
-      await db.query("SET LOCAL auto_explain.log_format = 'json'");
-      await db.query("SET LOCAL client_min_messages = log");
-      const removals = Array.from({ length: 500 }, (_, i) => ({
-        tenant: "default",
-        collection: "customers",
-        field: "phone",
-        value: JSON.stringify(`+86139${String(i * 11 + 1).padStart(8, "0")}`),
-        record_id: `r${i * 11 + 1}`,
-      }));
-      const before = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
-      const [sql, params] = call(removals);
-      await db.query(sql, params);
-      const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
-      expect(Number(before.rows[0]!.n) - Number(after.rows[0]!.n)).toBe(removals.length);
-    } finally {
-      await db.query("ROLLBACK");
-      db.off("notice", onNotice);
-    }
+    const plans = await statementPlans(
+      db,
+      async () => {
+        const removals = Array.from({ length: 500 }, (_, i) => ({
+          tenant: "default",
+          collection: "customers",
+          field: "phone",
+          value: JSON.stringify(`+86139${String(i * 11 + 1).padStart(8, "0")}`),
+          record_id: `r${i * 11 + 1}`,
+        }));
+        const before = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
+        const [sql, params] = call(removals);
+        await db.query(sql, params);
+        const after = await db.query<{ n: string }>("SELECT count(*) AS n FROM record_keys");
+        expect(Number(before.rows[0]!.n) - Number(after.rows[0]!.n)).toBe(removals.length);
+      },
+      { commit: false },
+    );
     const removal = plans.find((p) => /DELETE FROM record_keys/.test(p["Query Text"]));
     expect(removal).toBeDefined();
     const onKeys = nodes(removal!.Plan).filter((n) => n["Relation Name"] === "record_keys");

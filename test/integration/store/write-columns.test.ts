@@ -65,7 +65,7 @@ function effects(records: StoredRecord[], changes: ChangeDraft[]): WriteEffects 
 
 async function write(records: StoredRecord[], changes: ChangeDraft[]): Promise<bigint[]> {
   return store.writeTransaction(async (tx) => {
-    await tx.read({ lookups: [], clientMutationIds: [], lockIds: records, lockHolders: [] });
+    await tx.read({ lookups: [], clientMutationIds: [], lockIds: records, lockHolders: [], readsTickets: false });
     return (await tx.apply(effects(records, changes))).seqs;
   });
 }

@@ -1,4 +1,5 @@
-// Operations settings of a node: metrics and health ports, OTLP endpoint.
+// Operations settings of a node: metrics and health ports, OTLP endpoint,
+// the size of the record cache.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { resolveNodeConfig } from "../../../services/platform/node-config.js";
 
@@ -32,5 +33,16 @@ describe("node config: operations settings", () => {
   it("refuse a port that is not a number", () => {
     vi.stubEnv("DELTAMESH_METRICS_PORT", "nine");
     expect(() => resolveNodeConfig({})).toThrow(/metrics port must be an integer/);
+  });
+
+  it("size the record cache in MiB: 32 by default, 0 turns it off, a negative size is refused", () => {
+    vi.stubEnv("DELTAMESH_RECORD_CACHE_MB", "");
+    expect(resolveNodeConfig({}).recordCacheMb).toBe(32);
+    vi.stubEnv("DELTAMESH_RECORD_CACHE_MB", "0");
+    expect(resolveNodeConfig({}).recordCacheMb).toBe(0);
+    vi.stubEnv("DELTAMESH_RECORD_CACHE_MB", "-1");
+    expect(() => resolveNodeConfig({})).toThrow(/record cache size must be 0 \(off\) or more MiB, got -1/);
+    vi.stubEnv("DELTAMESH_RECORD_CACHE_MB", "lots");
+    expect(() => resolveNodeConfig({})).toThrow(/record cache size \(MiB\) must be an integer/);
   });
 });
