@@ -239,9 +239,11 @@ export class WritePipeline {
     // Open tickets matter only to edits of manual_review fields and to
     // resolutions. An upsert by identity that edits one may land on any record
     // of the batch that takes its key first (identityTarget): then all of them.
-    const reviews = (m: MutationInput) => m.resolvesTicket !== undefined || touchesReviewedField(schemas.collections.get(m.collection), m);
-    const reviewsByIdentity = requests.some(({ mutations }) => mutations.some((m) => "identity" in m.target && reviews(m)));
-    const readsTickets = requests.some(({ mutations }) => mutations.some(reviews));
+    const reviewing = requests.map(({ mutations }) =>
+      mutations.map((m) => m.resolvesTicket !== undefined || touchesReviewedField(schemas.collections.get(m.collection), m)),
+    );
+    const reviewsByIdentity = requests.some(({ mutations }, r) => mutations.some((m, i) => "identity" in m.target && reviewing[r]![i]));
+    const readsTickets = reviewing.some((flags) => flags.includes(true));
     for (const { tenant, mutations } of requests) {
       for (const m of mutations) {
         if ("identity" in m.target) {
@@ -281,7 +283,7 @@ export class WritePipeline {
     const ticketKeys = new Map<string, RecordKey>();
     requests.forEach(({ tenant, mutations }, r) =>
       mutations.forEach((m, i) => {
-        if (!reviewsByIdentity && !reviews(m)) return;
+        if (!reviewsByIdentity && !reviewing[r]![i]) return;
         const key = { tenant, collection: m.collection, id: targetIds[r]![i]! };
         ticketKeys.set(recordKeyString(key), key);
       }),

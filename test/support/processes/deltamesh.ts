@@ -33,6 +33,11 @@ export interface ServerProcessOptions {
   args?: string[];
   /** Options for node itself (before the script), e.g. --cpu-prof. */
   nodeArgs?: string[];
+  /**
+   * A compiled services/cli/main.js (a scripts/build.mjs build, as the
+   * container image runs) to run instead of the sources through tsx.
+   */
+  entry?: string;
   env?: Record<string, string>;
   /** Server output (stderr lines). */
   onLog?: (line: string) => void;
@@ -51,7 +56,11 @@ const TEST_AUTH_ENV = {
 export async function startServerProcess(opts: ServerProcessOptions): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
-    [...(opts.nodeArgs ?? []), "--import", "tsx", path.join(REPO, "services/cli/main.ts"), "serve", "--database-url", opts.databaseUrl, "--port", "0", "--no-web", ...(opts.args ?? [])],
+    [
+      ...(opts.nodeArgs ?? []),
+      ...(opts.entry ? [opts.entry] : ["--import", "tsx", path.join(REPO, "services/cli/main.ts")]),
+      ...["serve", "--database-url", opts.databaseUrl, "--port", "0", "--no-web", ...(opts.args ?? [])],
+    ],
     {
       cwd: REPO,
       stdio: ["ignore", "pipe", "pipe"],
