@@ -1,11 +1,18 @@
 // The records a node wrote lately, as it committed them, so that a batch of
-// edits of those records can merge without first reading and locking them.
+// edits of those records can merge without first reading and locking them;
+// and the writes of this node still in flight, which a batch touching the
+// same records waits for.
 //
 // A hint, never the truth: the write that follows checks, under the row
-// locks it takes, that each record is still at the version kept here
-// (migration 0012), and a batch that finds one moved is retried the locking
-// way. So a stale entry (another node wrote the record, a commit whose
-// outcome was lost) costs a retry, not a lost update.
+// locks it takes, that each record is still at the version and update time
+// kept here (migration 0012), and a batch that finds one moved is retried
+// the locking way. So a stale entry (another node wrote the record, a commit
+// whose outcome was lost) costs a retry, not a lost update.
+//
+// Waiting matters for order: a batch that merged without locking takes its
+// row locks only when it writes, so a later batch that read under lock could
+// otherwise lock and commit first, and the earlier batch, retried, would be
+// applied after it.
 //
 // Bounded by the size of the records' stored JSON; the records kept longest
 // go first. (Not least recently used: moving an entry on every hit cost the
@@ -15,14 +22,16 @@ import type { StoredRecord } from "../records/model.js";
 interface Entry {
   record: StoredRecord;
   bytes: number;
-  /** Batches writing the record now: until they commit, it is not known (a miss). */
-  writers: number;
 }
 
 export class RecordCache {
   /** By recordKeyString, in the order they were first kept. */
   private readonly entries = new Map<string, Entry>();
   private bytes = 0;
+  /** Records being written by a batch of this node: settles when it has committed or failed. */
+  private readonly inflight = new Map<string, Promise<unknown>>();
+  /** Writes of batches that merged without locking, in flight. */
+  private readonly unlockedWrites = new Set<Promise<unknown>>();
 
   /** `maxBytes`: budget for the records' stored JSON (fields and clocks); 0 keeps nothing. */
   constructor(private readonly maxBytes: number) {}
@@ -37,30 +46,60 @@ export class RecordCache {
 
   /** The record as last committed, unless a batch is writing it now. */
   get(key: string): StoredRecord | undefined {
-    const entry = this.entries.get(key);
-    return entry && entry.writers === 0 ? entry.record : undefined;
+    return this.inflight.has(key) ? undefined : this.entries.get(key)?.record;
   }
 
-  /** A batch starts writing the record: it is a miss until `committed` or `forget`. */
-  writing(key: string): void {
-    const entry = this.entries.get(key);
-    if (entry) entry.writers++;
+  /**
+   * A batch writes these records until `done` settles (whatever its
+   * outcome); `unlocked`: it merged from kept records and takes its row locks
+   * only as it writes.
+   */
+  writing(keys: readonly string[], done: Promise<unknown>, unlocked: boolean): void {
+    for (const key of keys) {
+      const earlier = this.inflight.get(key);
+      const settles = earlier ? Promise.allSettled([earlier, done]) : done;
+      this.inflight.set(key, settles);
+      const clear = () => {
+        if (this.inflight.get(key) === settles) this.inflight.delete(key);
+      };
+      settles.then(clear, clear);
+    }
+    if (unlocked) {
+      this.unlockedWrites.add(done);
+      const clear = () => this.unlockedWrites.delete(done);
+      done.then(clear, clear);
+    }
+  }
+
+  /**
+   * Settles once the writes in flight of these records have (null when
+   * there are none); with `holdersUnknown`, also every write in flight that
+   * took no locks yet (the batch locks records it cannot name beforehand).
+   */
+  writesBefore(keys: readonly string[], holdersUnknown: boolean): Promise<unknown> | null {
+    const pending: Promise<unknown>[] = [];
+    for (const key of keys) {
+      const p = this.inflight.get(key);
+      if (p) pending.push(p);
+    }
+    if (holdersUnknown) pending.push(...this.unlockedWrites);
+    return pending.length > 0 ? Promise.allSettled(pending) : null;
   }
 
   /**
    * Keeps `record` (not copied: records are never modified in place) as a
-   * batch that called `writing` for it (or created it) committed it.
+   * batch committed it; an older version than the one kept is ignored.
    */
   committed(key: string, record: StoredRecord, bytes: number): void {
     const entry = this.entries.get(key);
+    if (entry && entry.record.version > record.version) return;
     if (bytes > this.maxBytes) return this.forget(key);
     if (entry) {
       this.bytes += bytes - entry.bytes;
       entry.record = record;
       entry.bytes = bytes;
-      entry.writers = Math.max(0, entry.writers - 1);
     } else {
-      this.entries.set(key, { record, bytes, writers: 0 });
+      this.entries.set(key, { record, bytes });
       this.bytes += bytes;
     }
     if (this.bytes > this.maxBytes) this.evict();

@@ -374,8 +374,8 @@ export class RecordStore {
   }
 
   private writeTx(tx: Transaction): WriteTx {
-    // The records the batch merged from (locked or cached): the write checks
-    // that each is still at that version.
+    // The records the batch merged from (locked, or kept: `unlocked`); the
+    // write checks that each is still as read.
     let read = new Map<string, StoredRecord>();
     let unlocked = false;
     // Whether this batch's records are kept once committed: only when they
@@ -386,6 +386,9 @@ export class RecordStore {
     return {
       read: async (req) => {
         const { lookups, clientMutationIds: ids, lockIds, lockHolders } = req;
+        // After this node's writes of the same records (see ./record-cache.ts), in the order they came.
+        const earlier = this.cache.writesBefore(lockIds.map(recordKeyString), lookups.length > 0 || lockHolders.length > 0);
+        if (earlier) await earlier;
         const cached = req.mustLock ? null : this.cachedRecords(req);
         unlocked = cached !== null;
         keep = this.cache.enabled && lookups.length === 0 && lockHolders.length === 0;
@@ -409,35 +412,21 @@ export class RecordStore {
         if (unlocked) throw new Error("open tickets are read under the records' locks: the batch must say readsTickets");
         return loadOpenTickets(await tx.connection(), keys);
       },
-      apply: async (effects, opts) => {
+      apply: (effects, opts) => {
         const commit = opts?.commit ?? true;
         const keys = effects.records.map(recordKeyString);
-        // The write checks the records it updates; a record merged from
-        // without a lock and left as it was (an edit that changed nothing, a
-        // refusal) is checked by merging again under lock.
-        if (unlocked) {
-          const writing = new Set(keys);
-          for (const k of read.keys()) {
-            if (writing.has(k)) continue;
-            this.cacheCounts.retriedUnderLock++;
-            throw new StaleReadError("a batch merged from kept records it does not write; it is merged again under lock");
-          }
-        }
-        // Records being written are not current for another batch until this
-        // one commits: it reads them under lock (waiting for this commit).
-        for (const k of keys) {
-          if (keep) this.cache.writing(k);
-          else this.cache.forget(k);
-        }
-        try {
-          return await this.applyEffects(tx, effects, keys, read, commit && keep, commit, opts?.logChanges ?? false);
-        } catch (e) {
+        if (!keep) for (const k of keys) this.cache.forget(k);
+        const written = this.applyEffects(tx, effects, keys, read, unlocked, commit && keep, commit, opts?.logChanges ?? false).catch((e: unknown) => {
           // A record kept here may be what failed the write.
           for (const k of [...keys, ...read.keys()]) this.cache.forget(k);
           if (!isStaleRead(e)) throw e;
           this.cacheCounts.retriedUnderLock++;
           throw new StaleReadError("a record changed since this node kept it; the batch is merged again under lock", { cause: e });
-        }
+        });
+        // Until this batch has committed or failed, the records it writes or
+        // merged from are not current for another batch: that one waits.
+        this.cache.writing([...new Set([...keys, ...read.keys()])], written, unlocked);
+        return written;
       },
     };
   }
@@ -470,6 +459,7 @@ export class RecordStore {
     e: WriteEffects,
     keys: readonly string[],
     read: ReadonlyMap<string, StoredRecord>,
+    unlocked: boolean,
     keep: boolean,
     commit: boolean,
     wantLogChanges: boolean,
@@ -496,7 +486,9 @@ export class RecordStore {
     const write: Statement = {
       text: APPLY_WRITES_SQL,
       values: [
-        ...existingColumns(existing, read),
+        ...existingColumns(existing, read, unlocked),
+        // Kept records merged from and left as they were: checked, not written.
+        ...checkColumns(unlocked ? unwritten(read, keys) : []),
         fresh.length,
         ...recordColumns(fresh),
         ...keyEditColumns(e.keyRemovals),
@@ -762,27 +754,52 @@ function recordColumns(records: readonly KeptRecord[]): SqlValue[] {
   ];
 }
 
-const EXISTING_COLUMN_COUNT = 9;
+const EXISTING_COLUMN_COUNT = 10;
 
 /**
  * Existing records as deltamesh_apply_writes_checked updates them (migration
- * 0012): tenants, collections, ids, the versions the batch merged from (in
- * `read`), then the new versions, deleted flags, update times, fields and
+ * 0012): tenants, collections, ids, the version and update time (epoch ms)
+ * the batch merged from (the update time only for records it did not lock:
+ * `unlocked`), then the new versions, deleted flags, update times, fields and
  * clocks. All null for none.
  */
-function existingColumns(records: readonly KeptRecord[], read: ReadonlyMap<string, StoredRecord>): SqlValue[] {
+function existingColumns(records: readonly KeptRecord[], read: ReadonlyMap<string, StoredRecord>, unlocked: boolean): SqlValue[] {
   if (records.length === 0) return Array<null>(EXISTING_COLUMN_COUNT).fill(null);
+  // Every existing record was read (locked or kept); a missing one fails the check.
+  const before = records.map((r) => read.get(r.key));
   return [
     arrayLiteral(records.map((r) => r.record.tenant)),
     arrayLiteral(records.map((r) => r.record.collection)),
     arrayLiteral(records.map((r) => r.record.id)),
-    // Every existing record was read (locked or kept); a missing one fails the check.
-    arrayLiteral(records.map((r) => read.get(r.key)?.version ?? null)),
+    arrayLiteral(before.map((r) => r?.version ?? null)),
+    arrayLiteral(before.map((r) => (unlocked ? (r?.updateTime.getTime() ?? null) : null))),
     arrayLiteral(records.map((r) => r.record.version)),
     arrayLiteral(records.map((r) => r.record.deleted)),
     arrayLiteral(records.map((r) => r.record.updateTime.getTime())),
     records.map((r) => r.fields).join(DOCUMENT_SEPARATOR),
     records.map((r) => r.clocks).join(DOCUMENT_SEPARATOR),
+  ];
+}
+
+/** The records of `read` not among `keys`. */
+function unwritten(read: ReadonlyMap<string, StoredRecord>, keys: readonly string[]): StoredRecord[] {
+  const writing = new Set(keys);
+  return [...read].filter(([k]) => !writing.has(k)).map(([, r]) => r);
+}
+
+const CHECK_COLUMN_COUNT = 5;
+
+/**
+ * Kept records a batch merged from and does not write, as
+ * deltamesh_apply_writes_checked checks them (migration 0012): tenants,
+ * collections, ids, versions, update times. All null for none.
+ */
+function checkColumns(records: readonly StoredRecord[]): SqlValue[] {
+  if (records.length === 0) return Array<null>(CHECK_COLUMN_COUNT).fill(null);
+  return [
+    ...recordKeyColumns(records),
+    arrayLiteral(records.map((r) => r.version)),
+    arrayLiteral(records.map((r) => r.updateTime.getTime())),
   ];
 }
 
@@ -820,10 +837,11 @@ function changeColumns(rows: readonly ChangeRow[], docs: readonly ChangeDocument
 }
 
 /**
- * The write of a batch (migration 0012): the existing records, the
- * fresh-record count, the fresh records, then the key and change columns.
+ * The write of a batch (migration 0012): the existing records, the records
+ * to check, the fresh-record count, the fresh records, then the key and
+ * change columns.
  */
-const APPLY_WRITES_PARAMS = EXISTING_COLUMN_COUNT + 1 + RECORD_COLUMN_COUNT + 2 * KEY_EDIT_COLUMN_COUNT + CHANGE_COLUMN_COUNT + 1;
+const APPLY_WRITES_PARAMS = EXISTING_COLUMN_COUNT + CHECK_COLUMN_COUNT + 1 + RECORD_COLUMN_COUNT + 2 * KEY_EDIT_COLUMN_COUNT + CHANGE_COLUMN_COUNT + 1;
 const APPLY_WRITES_SQL = `SELECT seq, commit_time FROM deltamesh_apply_writes_checked(${Array.from({ length: APPLY_WRITES_PARAMS }, (_, i) => `$${i + 1}`).join(", ")})`;
 
 /** A change row's JSON documents, serialized. */

@@ -1,18 +1,21 @@
 -- deltamesh_apply_writes_checked: the write function of migration 0011,
--- with existing records updated only if they are still at the version the
--- caller merged from.
+-- with the existing records it updates, and the records the caller merged
+-- from without writing them, first locked and checked to be still as the
+-- caller read them.
 --
 -- Why: a node keeps the records it wrote lately (services/store/record-cache.ts)
 -- and merges a batch of edits of those records without first reading and
 -- locking them, which saves a round trip and the reading and parsing of the
 -- rows. Whether what it kept is still current is decided here, under the same
--- row locks the read would have taken: a record another writer changed since
--- (another node, a node of the previous version) fails the call with
--- serialization_failure (hint 'deltamesh: stale read') before anything is
--- written, and the node retries the batch the locking way. A record that no
--- longer exists fails the check as well: it is never recreated by an upsert.
--- (Records a batch merged from without a lock and does not write are not
--- sent here: the node retries such a batch under lock before writing.)
+-- row locks the read would have taken, before anything is written: a record
+-- another writer changed since (another node, a node of the previous
+-- version, a database restored or failed over to an earlier state and
+-- written again) fails the call with serialization_failure (hint
+-- 'deltamesh: stale read'), and the node retries the batch the locking way.
+-- A kept record is checked by version and update time (a version alone can
+-- be reached twice by different writes after a lossy failover); a record
+-- the caller locked itself, by version only. A record that no longer exists
+-- fails the check as well: it is never recreated by an upsert.
 --
 -- The records are locked first, in the one global order every batch locks
 -- records in (services/store/record-store.ts, LOCK_RECORDS_SQL), so two
@@ -20,17 +23,25 @@
 -- which also keeps the planner from taking them in table order. The update
 -- then finds each by the row address the lock returned.
 --
--- Arguments: p_existing_* are the records to update (tenant, collection, id,
--- the version merged from, then the new version, deleted flag, update time
--- in epoch milliseconds, fields and clocks as in 0011); the rest are
--- migration 0011's arguments, its records being the fresh ones, passed to it
--- unchanged. The 0011 function stays for nodes of the previous version
--- during a rolling upgrade: they read under lock, and their writes move the
--- versions checked here.
+-- Arguments:
+--   p_existing_*  the records to update: tenant, collection, id, the version
+--                 and update time (epoch ms; NULL: not checked) merged from,
+--                 then the new version, deleted flag, update time, fields
+--                 and clocks as in 0011;
+--   p_check_*     records merged from and left as they were (an edit that
+--                 changed nothing, a refused request): tenant, collection,
+--                 id, version and update time to check; NULL arrays for none;
+--   the rest      migration 0011's arguments, its records being the fresh
+--                 ones, passed to it unchanged.
+-- The 0011 function stays for nodes of the previous version during a
+-- rolling upgrade: they read under lock, and their writes move the versions
+-- checked here.
 CREATE FUNCTION deltamesh_apply_writes_checked(
     p_existing_tenants text[], p_existing_collections text[], p_existing_ids text[], p_existing_expected bigint[],
-    p_existing_versions bigint[], p_existing_deleted boolean[], p_existing_update_ms bigint[],
-    p_existing_fields text, p_existing_clocks text,
+    p_existing_expected_update_ms bigint[], p_existing_versions bigint[], p_existing_deleted boolean[],
+    p_existing_update_ms bigint[], p_existing_fields text, p_existing_clocks text,
+    p_check_tenants text[], p_check_collections text[], p_check_ids text[], p_check_expected bigint[],
+    p_check_expected_update_ms bigint[],
     p_fresh_count int,
     p_record_tenants text[], p_record_collections text[], p_record_ids text[], p_record_versions bigint[],
     p_record_deleted boolean[], p_record_create_ms bigint[], p_record_update_ms bigint[],
@@ -46,30 +57,40 @@ RETURNS TABLE (seq bigint, commit_time timestamptz) LANGUAGE plpgsql AS $$
 DECLARE
   v_fields text[] := string_to_array(p_existing_fields, E'\x1e');
   v_clocks text[] := string_to_array(p_existing_clocks, E'\x1e');
+  v_existing int := coalesce(cardinality(p_existing_ids), 0);
+  v_read int := coalesce(cardinality(p_existing_ids), 0) + coalesce(cardinality(p_check_ids), 0);
   v_current int;
   v_addresses tid[];
 BEGIN
   IF deltamesh_lengths_differ(cardinality(p_existing_tenants), cardinality(p_existing_collections), cardinality(p_existing_ids),
-                              cardinality(p_existing_expected), cardinality(p_existing_versions), cardinality(p_existing_deleted),
-                              cardinality(p_existing_update_ms), cardinality(v_fields), cardinality(v_clocks)) THEN
+                              cardinality(p_existing_expected), cardinality(p_existing_expected_update_ms),
+                              cardinality(p_existing_versions), cardinality(p_existing_deleted), cardinality(p_existing_update_ms),
+                              cardinality(v_fields), cardinality(v_clocks))
+     OR deltamesh_lengths_differ(cardinality(p_check_tenants), cardinality(p_check_collections), cardinality(p_check_ids),
+                                 cardinality(p_check_expected), cardinality(p_check_expected_update_ms)) THEN
     RAISE EXCEPTION 'deltamesh_apply_writes_checked: columns of one table differ in length' USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF p_existing_ids IS NOT NULL THEN
-    -- Locked only if still at the version merged from (a record another
-    -- writer holds is waited for, then checked as that writer left it).
-    SELECT count(*), array_agg(r.ctid ORDER BY k.ord) INTO v_current, v_addresses
-      FROM (SELECT * FROM ROWS FROM (unnest(p_existing_tenants), unnest(p_existing_collections), unnest(p_existing_ids),
-                                     unnest(p_existing_expected)) WITH ORDINALITY AS e(tenant, collection, id, expected, ord)
+  IF v_read > 0 THEN
+    -- Locked only if still as read (a record another writer holds is
+    -- waited for, then checked as that writer left it). Row addresses of
+    -- the records to update, in their order.
+    SELECT count(*), array_agg(r.ctid ORDER BY k.ord) FILTER (WHERE k.ord <= v_existing) INTO v_current, v_addresses
+      FROM (SELECT * FROM ROWS FROM (unnest(p_existing_tenants || p_check_tenants), unnest(p_existing_collections || p_check_collections),
+                                     unnest(p_existing_ids || p_check_ids), unnest(p_existing_expected || p_check_expected),
+                                     unnest(p_existing_expected_update_ms || p_check_expected_update_ms))
+                      WITH ORDINALITY AS e(tenant, collection, id, expected, expected_update_ms, ord)
              ORDER BY tenant COLLATE "C", collection COLLATE "C", id COLLATE "C") k
      CROSS JOIN LATERAL
            (SELECT rr.ctid FROM records rr
              WHERE rr.tenant = k.tenant AND rr.collection = k.collection AND rr.id = k.id AND rr.version = k.expected
+               AND (k.expected_update_ms IS NULL OR rr.update_time = deltamesh_epoch_ms(k.expected_update_ms))
                FOR UPDATE) r;
-    IF v_current <> cardinality(p_existing_ids) THEN
-      RAISE EXCEPTION 'deltamesh_apply_writes_checked: % of % records changed since they were read',
-            cardinality(p_existing_ids) - v_current, cardinality(p_existing_ids)
+    IF v_current <> v_read THEN
+      RAISE EXCEPTION 'deltamesh_apply_writes_checked: % of % records changed since they were read', v_read - v_current, v_read
         USING ERRCODE = 'serialization_failure', HINT = 'deltamesh: stale read';
     END IF;
+  END IF;
+  IF v_existing > 0 THEN
     UPDATE records r
        SET version = x.version, fields = x.fields, clocks = x.clocks, deleted = x.deleted,
            update_time = deltamesh_epoch_ms(x.update_ms)

@@ -81,7 +81,7 @@ describe("identity lookups", () => {
     [
       "deltamesh_apply_writes_checked",
       (removals) => [
-        `SELECT * FROM deltamesh_apply_writes_checked(${"NULL, ".repeat(9)} 0, ${"NULL, ".repeat(9)} $1, $2, $3, $4, $5, ${"NULL, ".repeat(5 + 14)} NULL)`,
+        `SELECT * FROM deltamesh_apply_writes_checked(${"NULL, ".repeat(10 + 5)} 0, ${"NULL, ".repeat(9)} $1, $2, $3, $4, $5, ${"NULL, ".repeat(5 + 14)} NULL)`,
         removalColumns(removals),
       ],
     ],

@@ -39,8 +39,9 @@ afterAll(async () => {
 
 const str = (value: string): StoredValue => value;
 
-async function write(node: TestNode, id: string | { erpId: string }, set: Record<string, StoredValue>, baseVersion = 0) {
+async function write(node: TestNode, id: string | { erpId: string }, set: Record<string, StoredValue>, baseVersion = 0, expectedVersion?: number) {
   const m: MutationInput = {
+    ...(expectedVersion === undefined ? {} : { expectedVersion }),
     collection: "customers",
     target: typeof id === "string" ? { id } : { identity: { field: "erp_id", value: id.erpId } },
     set,
@@ -123,6 +124,29 @@ describe("records a node keeps", () => {
     // A refusal that stands is still a refusal: base version 9 is ahead of the record.
     await expect(write(a, id, { name: str("a3") }, 9)).rejects.toMatchObject({ kind: "failed_precondition" });
     expect((await stored(id)).version).toBe(3);
+  });
+
+  it("do not let a node apply two writes of a record out of the order they came in", async () => {
+    const [a] = nodes;
+    const ids = Array.from({ length: 60 }, (_, i) => `c-order-${i}`);
+    for (const id of ids) await write(a, id, { name: str("kept"), region: str("east_china") });
+    // Each pair goes out in one tick: the first in a batch merged from the
+    // kept record, the second in the next batch, formed while the first commits.
+    const outcomes = await Promise.all(
+      ids.map(async (id) => {
+        const [first, second] = await Promise.all([write(a, id, { notes: str("first") }), write(a, id, { notes: str("second") })]);
+        return { id, first: first.version, second: second.version, notes: (await stored(id)).fields.notes };
+      }),
+    );
+    expect(outcomes.filter((o) => o.notes !== "second" || o.second !== o.first + 1)).toEqual([]);
+    // A client chaining expected versions without waiting for each answer.
+    const chained = await Promise.all(
+      ids.slice(0, 20).map(async (id) => {
+        const { version } = await stored(id);
+        return Promise.all([write(a, id, { name: str("v+1") }, 0, version), write(a, id, { name: str("v+2") }, 0, version + 1)]);
+      }),
+    );
+    expect(chained.flat()).toHaveLength(40);
   });
 
   it("keep every record's versions a chain under concurrent writes from both nodes", async () => {

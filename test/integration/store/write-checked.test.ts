@@ -37,21 +37,46 @@ afterAll(async () => {
 
 const nodes = planNodes;
 
-/** Calls the function with only existing records (ids in the given order), expected versions as given. */
-async function update(ids: string[], expected: (number | null)[], names: string[]) {
+const UPDATE_MS = 1_790_000_000_000;
+
+interface Checked {
+  id: string;
+  version: number;
+  /** Update time to check too (epoch ms); absent: version only. */
+  updateMs?: number;
+}
+
+/**
+ * Calls the function with existing records to update (given out of order
+ * on purpose: it sorts them), each to `name` at its version + 1, and records
+ * only to check.
+ */
+async function update(records: (Checked & { name: string })[], check: Checked[] = []) {
   const existing = [
-    arrayLiteral(ids.map(() => TENANT)),
-    arrayLiteral(ids.map(() => "customers")),
-    arrayLiteral(ids),
-    arrayLiteral(expected),
-    arrayLiteral(expected.map((v) => (v ?? 0) + 1)),
-    arrayLiteral(ids.map(() => false)),
-    arrayLiteral(ids.map(() => 1_790_000_000_000)),
-    names.map((n) => JSON.stringify({ name: n })).join("\u001e"),
-    ids.map(() => "{}").join("\u001e"),
+    arrayLiteral(records.map(() => TENANT)),
+    arrayLiteral(records.map(() => "customers")),
+    arrayLiteral(records.map((r) => r.id)),
+    arrayLiteral(records.map((r) => r.version)),
+    arrayLiteral(records.map((r) => r.updateMs ?? null)),
+    arrayLiteral(records.map((r) => r.version + 1)),
+    arrayLiteral(records.map(() => false)),
+    arrayLiteral(records.map(() => UPDATE_MS)),
+    records.map((r) => JSON.stringify({ name: r.name })).join("\u001e"),
+    records.map(() => "{}").join("\u001e"),
   ];
-  const params = existing.map((_, i) => `$${i + 1}`).join(", ");
-  return db.query(`SELECT * FROM deltamesh_apply_writes_checked(${params}, 0, ${"NULL, ".repeat(9 + 5 + 5 + 14)} NULL)`, existing);
+  const checks =
+    check.length === 0
+      ? [null, null, null, null, null]
+      : [
+          arrayLiteral(check.map(() => TENANT)),
+          arrayLiteral(check.map(() => "customers")),
+          arrayLiteral(check.map((r) => r.id)),
+          arrayLiteral(check.map((r) => r.version)),
+          arrayLiteral(check.map((r) => r.updateMs ?? null)),
+        ];
+  const params = [...(records.length === 0 ? existing.map(() => null) : existing), ...checks];
+  const placeholders = params.map((_, i) => `$${i + 1}`).join(", ");
+  return db.query(`SELECT * FROM deltamesh_apply_writes_checked(${placeholders}, 0, ${"NULL, ".repeat(9 + 5 + 5 + 14)} NULL)`, params);
 }
 
 async function stored(): Promise<string[]> {
@@ -65,9 +90,17 @@ async function stored(): Promise<string[]> {
 describe("deltamesh_apply_writes_checked", () => {
   it("updates records at the versions given, locking them in the global order, even in a tiny table", async () => {
     // Given out of order: the function sorts them.
-    const plans = await statementPlans(db, () => update(["c-3", "c-1", "c-2"], [3, 3, 3], ["new 3", "new 1", "new 2"]).then(() => undefined), {
-      commit: true,
-    });
+    const plans = await statementPlans(
+      db,
+      async () => {
+        await update([
+          { id: "c-3", version: 3, name: "new 3" },
+          { id: "c-1", version: 3, name: "new 1" },
+          { id: "c-2", version: 3, name: "new 2" },
+        ]);
+      },
+      { commit: true },
+    );
     expect(await stored()).toEqual(["c-1 v4 new 1", "c-2 v4 new 2", "c-3 v4 new 3"]);
     // The lock: the input sorted, then for each record in that order a probe
     // that locks it (a join the planner reorders would take them in table order).
@@ -84,7 +117,11 @@ describe("deltamesh_apply_writes_checked", () => {
 
   it("writes nothing when one record moved past the version given, with the stale-read serialization failure", async () => {
     const before = await stored();
-    const err = await update(IDS, [4, 3, 4], ["x", "y", "z"]).then(
+    const err = await update([
+      { id: "c-1", version: 4, name: "x" },
+      { id: "c-2", version: 3, name: "y" },
+      { id: "c-3", version: 4, name: "z" },
+    ]).then(
       () => null,
       (e: unknown) => e,
     );
@@ -95,7 +132,10 @@ describe("deltamesh_apply_writes_checked", () => {
 
   it("writes nothing for a record that no longer exists", async () => {
     const before = await stored();
-    const err = await update(["c-1", "c-gone"], [4, 1], ["x", "y"]).then(
+    const err = await update([
+      { id: "c-1", version: 4, name: "x" },
+      { id: "c-gone", version: 1, name: "y" },
+    ]).then(
       () => null,
       (e: unknown) => e,
     );
@@ -105,9 +145,36 @@ describe("deltamesh_apply_writes_checked", () => {
     expect(gone.rowCount).toBe(0);
   });
 
+  it("checks records it does not write, and the update time where one is given", async () => {
+    const before = await stored();
+    const times = await db.query<{ id: string; ms: string }>(
+      "SELECT id, (extract(epoch FROM update_time) * 1000)::bigint AS ms FROM records WHERE tenant = $1 ORDER BY id",
+      [TENANT],
+    );
+    const ms = new Map(times.rows.map((r) => [r.id, Number(r.ms)]));
+    // Version right, update time not: the same version written again by someone else.
+    const moved = await update([{ id: "c-1", version: 4, name: "x" }], [{ id: "c-2", version: 4, updateMs: ms.get("c-2")! + 1 }]).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isStaleRead(moved)).toBe(true);
+    const gone = await update([], [{ id: "c-2", version: 5 }]).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isStaleRead(gone)).toBe(true);
+    expect(await stored()).toEqual(before);
+    // Both as they are: the written one is updated, the checked one left.
+    await update([{ id: "c-1", version: 4, updateMs: ms.get("c-1")!, name: "x" }], [{ id: "c-2", version: 4, updateMs: ms.get("c-2")! }]);
+    expect(await stored()).toEqual(["c-1 v5 x", "c-2 v4 new 2", "c-3 v4 new 3"]);
+  });
+
   it("refuses columns of different lengths before writing", async () => {
     const before = await stored();
-    await expect(update(IDS, [4, 4], ["x", "y", "z"])).rejects.toMatchObject({ code: "22023" });
+    const bad = [null, null, null, null, null, null, null, null, null, null, arrayLiteral([TENANT]), "{customers}", "{c-1}", "{5,6}", "{NULL}"];
+    await expect(
+      db.query(`SELECT * FROM deltamesh_apply_writes_checked(${bad.map((_, i) => `$${i + 1}`).join(", ")}, 0, ${"NULL, ".repeat(9 + 5 + 5 + 14)} NULL)`, bad),
+    ).rejects.toMatchObject({ code: "22023" });
     expect(await stored()).toEqual(before);
   });
 });

@@ -1,6 +1,6 @@
 // The node's cache of records it wrote: bounded by the records' stored
-// bytes (those kept longest go first), and a record being written is a miss
-// until its batch commits.
+// bytes (those kept longest go first); a record being written is a miss,
+// and later batches of it wait, until its batch has committed or failed.
 import { describe, expect, it } from "vitest";
 import { RecordCache } from "../../../services/store/record-cache.js";
 import type { StoredRecord } from "../../../services/records/model.js";
@@ -42,20 +42,46 @@ describe("RecordCache", () => {
     expect(cache.size).toBe(2);
   });
 
-  it("misses a record while a batch writes it, and keeps what that batch commits", () => {
+  it("misses a record while a batch writes it, and has later batches wait for that write", async () => {
     const cache = new RecordCache(1000);
     cache.committed("a", record("a", 1), 10);
-    cache.writing("a");
+    let finish!: () => void;
+    const write = new Promise<void>((resolve) => (finish = resolve));
+    cache.writing(["a"], write, false);
     expect(cache.get("a")).toBeUndefined();
+    expect(cache.writesBefore(["b"], false)).toBeNull();
+    // Nothing of this batch took a lock before writing: a batch whose records are unknown waits too.
+    expect(cache.writesBefore(["b"], true)).toBeNull();
+    let waited = false;
+    const wait = cache.writesBefore(["a", "b"], false)!.then(() => (waited = true));
+    await Promise.resolve();
+    expect(waited).toBe(false);
     cache.committed("a", record("a", 2), 10);
+    finish();
+    await wait;
     expect(cache.get("a")?.version).toBe(2);
-    // Two batches writing it: a miss until both have committed.
-    cache.writing("a");
-    cache.writing("a");
+    expect(cache.writesBefore(["a"], false)).toBeNull();
+  });
+
+  it("has a batch that cannot name its records wait for writes that took no locks, failed ones included", async () => {
+    const cache = new RecordCache(1000);
+    let fail!: (e: Error) => void;
+    const write = new Promise<void>((_, reject) => (fail = reject));
+    write.catch(() => undefined);
+    cache.writing(["a"], write, true);
+    const wait = cache.writesBefore([], true);
+    expect(wait).not.toBeNull();
+    fail(new Error("stale"));
+    await wait;
+    expect(cache.writesBefore([], true)).toBeNull();
+    expect(cache.writesBefore(["a"], false)).toBeNull();
+  });
+
+  it("keeps the newer of two commits of a record, whatever order they are told in", () => {
+    const cache = new RecordCache(1000);
     cache.committed("a", record("a", 3), 10);
-    expect(cache.get("a")).toBeUndefined();
-    cache.committed("a", record("a", 4), 10);
-    expect(cache.get("a")?.version).toBe(4);
+    cache.committed("a", record("a", 2), 10);
+    expect(cache.get("a")?.version).toBe(3);
   });
 
   it("keeps no record larger than the budget, nor any when disabled", () => {
