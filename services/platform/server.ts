@@ -36,7 +36,7 @@ import { PageTokens } from "./page-token.js";
 import { HealthState } from "./health.js";
 import { createLogger, type Logger } from "./logger.js";
 import type { NodeConfig } from "./node-config.js";
-import { registerConfigRevision, registerLeaderStatus, registerOpenStreams, registerStreamLag } from "./telemetry/gauges.js";
+import { registerConfigRevision, registerLeaderStatus, registerOpenStreams, registerRecordCache, registerStreamLag } from "./telemetry/gauges.js";
 import { rpcTelemetry } from "./telemetry/rpc.js";
 import { startGrpcServer, type GrpcTls } from "./transport/grpc-server.js";
 import { startWebServer } from "./transport/web-server.js";
@@ -235,12 +235,14 @@ export async function startNode(cfg: NodeConfig, log: Logger = createLogger(cfg.
   }
 
   const streams = ready.streams;
+  const records = ready.store;
   const leads = cluster;
   const unregisterGauges = [
     registerConfigRevision(() => config.current().revision),
     registerOpenStreams(() => streams.streamStats().subscribers),
     registerStreamLag(() => streams.streamStats().maxLagMs / 1000),
     registerLeaderStatus(() => leads.leadership() !== null),
+    registerRecordCache(() => records.recordCacheStats()),
   ];
   let stopping: Promise<void> | null = null;
   const databaseUrl = cfg.databaseUrl ?? embedded!.url;

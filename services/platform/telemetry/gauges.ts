@@ -4,7 +4,14 @@
 // Registering works before or after the SDK starts; each call returns an
 // unregister function (call it when the owner stops).
 import type { Meter, ObservableResult } from "@opentelemetry/api";
-import { METRIC_CONFIG_INFO, METRIC_LEADER, METRIC_STREAMS_OPEN, METRIC_STREAM_LAG } from "./names.js";
+import {
+  METRIC_CONFIG_INFO,
+  METRIC_LEADER,
+  METRIC_RECORD_CACHE_BATCHES,
+  METRIC_RECORD_CACHE_RECORDS,
+  METRIC_STREAMS_OPEN,
+  METRIC_STREAM_LAG,
+} from "./names.js";
 
 type Unregister = () => void;
 
@@ -12,6 +19,14 @@ const configRevisions = new Set<() => string>();
 const openStreams = new Set<() => number>();
 const streamLags = new Set<() => number | undefined>();
 const leaders = new Set<() => boolean>();
+const recordCaches = new Set<() => RecordCacheStats>();
+
+/** What a record store says of the records it keeps (RecordStore.recordCacheStats). */
+export interface RecordCacheStats {
+  records: number;
+  unlockedBatches: number;
+  retriedUnderLock: number;
+}
 
 function add<T>(set: Set<T>, read: T): Unregister {
   set.add(read);
@@ -41,6 +56,11 @@ export function registerStreamLag(read: () => number | undefined): Unregister {
 /** `deltamesh.cluster.leader`: 1 while `read()` says this node leads, else 0. */
 export function registerLeaderStatus(read: () => boolean): Unregister {
   return add(leaders, read);
+}
+
+/** `deltamesh.record_cache.records` and `deltamesh.record_cache.batches{outcome}`. Several registrations add up. */
+export function registerRecordCache(read: () => RecordCacheStats): Unregister {
+  return add(recordCaches, read);
 }
 
 /** A failing reader must not break the collection of every other metric. */
@@ -100,6 +120,27 @@ export function bindGauges(meter: Meter): void {
     }
     return worst;
   });
+  const cacheTotals = (): RecordCacheStats | undefined => {
+    if (recordCaches.size === 0) return undefined;
+    const total = { records: 0, unlockedBatches: 0, retriedUnderLock: 0 };
+    for (const read of recordCaches) {
+      const s = safely(read);
+      if (!s) continue;
+      total.records += s.records;
+      total.unlockedBatches += s.unlockedBatches;
+      total.retriedUnderLock += s.retriedUnderLock;
+    }
+    return total;
+  };
+  observeOnceRegistered(METRIC_RECORD_CACHE_RECORDS, "Records the node keeps after writing them", "{record}", () => cacheTotals()?.records ?? NaN);
+  meter
+    .createObservableCounter(METRIC_RECORD_CACHE_BATCHES, { description: "Write batches merged from kept records; stale: retried under lock", unit: "{batch}" })
+    .addCallback((r) => {
+      const total = cacheTotals();
+      if (!total) return;
+      r.observe(total.unlockedBatches, { outcome: "unlocked" });
+      r.observe(total.retriedUnderLock, { outcome: "stale" });
+    });
   observeOnceRegistered(METRIC_LEADER, "1 while this node is the cluster leader", undefined, () => {
     if (leaders.size === 0) return NaN;
     let leading = false;

@@ -21,6 +21,14 @@ export const METRIC_STREAM_LAG = "deltamesh.stream.lag";
 export const METRIC_STREAM_EVENTS = "deltamesh.stream.events";
 /** Gauge: 1 while this node is the cluster leader, else 0. */
 export const METRIC_LEADER = "deltamesh.cluster.leader";
+/** Gauge of the records the node keeps after writing them (services/store/record-cache.ts). */
+export const METRIC_RECORD_CACHE_RECORDS = "deltamesh.record_cache.records";
+/**
+ * Counter of write batches that merged from kept records instead of reading
+ * them; attribute `outcome`: unlocked (every such batch) | stale (of those,
+ * the ones a record had changed under, retried under lock).
+ */
+export const METRIC_RECORD_CACHE_BATCHES = "deltamesh.record_cache.batches";
 /** Stable RPC semantic conventions: server call duration in seconds. */
 export const METRIC_RPC_SERVER_DURATION = "rpc.server.call.duration";
 

@@ -119,6 +119,18 @@ describe("metrics", () => {
     expect(delta("rpc_server_call_duration_count", { rpc_method: WRITE, rpc_system_name: "grpc", rpc_status_code: "OK" })).toBe(3);
   });
 
+  it("count write batches merged from the records a node keeps", async () => {
+    const rs = node.grpcJs(RecordService);
+    const id = `kept-${process.pid}`;
+    const before = await scrape();
+    await rs.writeRecords({ mutations: [{ ref: byId(id), set: { name: str("Li Lei"), region: enm("east_china") } }] }); // read under lock, then kept
+    await rs.writeRecords({ mutations: [{ ref: byId(id), set: { name: str("Li Lei (ERP)") } }] }); // merged from the kept record
+    const after = await scrape();
+    expect(promValue(after, "deltamesh_record_cache_batches_total", { outcome: "unlocked" }) - promValue(before, "deltamesh_record_cache_batches_total", { outcome: "unlocked" })).toBe(1);
+    expect(promValue(after, "deltamesh_record_cache_batches_total", { outcome: "stale" })).toBe(promValue(before, "deltamesh_record_cache_batches_total", { outcome: "stale" }));
+    expect(promValue(after, "deltamesh_record_cache_records")).toBeGreaterThanOrEqual(1);
+  });
+
   it("report the config revision, open streams and their lag, leadership, and delivered events", async () => {
     const before = await scrape();
     const s = openStream(node.grpcJs(ChangeService), { collections: [{ collection: "customers" }], start: { case: "fromNow", value: {} } });
