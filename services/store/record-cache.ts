@@ -55,20 +55,20 @@ export class RecordCache {
    * only as it writes.
    */
   writing(keys: readonly string[], done: Promise<unknown>, unlocked: boolean): void {
+    // One settled-promise for the batch; a key another batch still writes waits for both.
+    const settled = done.then(ignore, ignore);
+    const marks: [string, Promise<unknown>][] = [];
     for (const key of keys) {
       const earlier = this.inflight.get(key);
-      const settles = earlier ? Promise.allSettled([earlier, done]) : done;
-      this.inflight.set(key, settles);
-      const clear = () => {
-        if (this.inflight.get(key) === settles) this.inflight.delete(key);
-      };
-      settles.then(clear, clear);
+      const mark = earlier ? Promise.all([earlier, settled]) : settled;
+      this.inflight.set(key, mark);
+      marks.push([key, mark]);
     }
-    if (unlocked) {
-      this.unlockedWrites.add(done);
-      const clear = () => this.unlockedWrites.delete(done);
-      done.then(clear, clear);
-    }
+    if (unlocked) this.unlockedWrites.add(settled);
+    void settled.then(() => {
+      for (const [key, mark] of marks) if (this.inflight.get(key) === mark) this.inflight.delete(key);
+      this.unlockedWrites.delete(settled);
+    });
   }
 
   /**
@@ -83,7 +83,8 @@ export class RecordCache {
       if (p) pending.push(p);
     }
     if (holdersUnknown) pending.push(...this.unlockedWrites);
-    return pending.length > 0 ? Promise.allSettled(pending) : null;
+    // Every promise here resolves (failed writes included).
+    return pending.length === 0 ? null : pending.length === 1 ? pending[0]! : Promise.all(pending);
   }
 
   /**
@@ -121,3 +122,5 @@ export class RecordCache {
     }
   }
 }
+
+function ignore(): void {}

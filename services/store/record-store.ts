@@ -387,9 +387,10 @@ export class RecordStore {
       read: async (req) => {
         const { lookups, clientMutationIds: ids, lockIds, lockHolders } = req;
         // After this node's writes of the same records (see ./record-cache.ts), in the order they came.
-        const earlier = this.cache.writesBefore(lockIds.map(recordKeyString), lookups.length > 0 || lockHolders.length > 0);
+        const lockKeys = lockIds.map(recordKeyString);
+        const earlier = this.cache.writesBefore(lockKeys, lookups.length > 0 || lockHolders.length > 0);
         if (earlier) await earlier;
-        const cached = req.mustLock ? null : this.cachedRecords(req);
+        const cached = req.mustLock ? null : this.cachedRecords(req, lockKeys);
         unlocked = cached !== null;
         keep = this.cache.enabled && lookups.length === 0 && lockHolders.length === 0;
         if (unlocked) this.cacheCounts.unlockedBatches++;
@@ -437,11 +438,10 @@ export class RecordStore {
    * kept here, no identity value is looked up (holders change without the
    * records' versions saying so), and no open ticket is read. Else null.
    */
-  private cachedRecords(req: BatchReadRequest): Map<string, StoredRecord> | null {
-    if (!this.cache.enabled || req.readsTickets || req.lookups.length > 0 || req.lockHolders.length > 0 || req.lockIds.length === 0) return null;
+  private cachedRecords(req: BatchReadRequest, keys: readonly string[]): Map<string, StoredRecord> | null {
+    if (!this.cache.enabled || req.readsTickets || req.lookups.length > 0 || req.lockHolders.length > 0 || keys.length === 0) return null;
     const records = new Map<string, StoredRecord>();
-    for (const id of req.lockIds) {
-      const key = recordKeyString(id);
+    for (const key of keys) {
       const record = this.cache.get(key);
       if (!record) return null;
       records.set(key, record);
