@@ -161,7 +161,10 @@ export interface WriteTx {
    * records (in one global order, so batches never deadlock), in one round
    * trip with BEGIN. The lock resolves identity values itself, an instant
    * after the holder read: a holder that changed in between is missing from
-   * `locked` or no longer holds the value (the caller retries).
+   * `locked` or no longer holds the value (the caller retries). First waits
+   * for this node's writes in flight of the same records. Records all kept
+   * by this node (./record-cache.ts) are not read or locked; `apply` then
+   * checks them and fails with StaleReadError if one changed.
    */
   read(req: BatchReadRequest): Promise<BatchReads>;
   /** Open review tickets of the records, by `recordKeyString` then field. */
@@ -190,9 +193,9 @@ export interface AppliedWrites {
 }
 
 /**
- * A batch merged from records this node kept that another writer had
- * changed, or that it would leave unchecked: nothing was written, and the
- * batch is to be merged again, reading its records under lock.
+ * A batch merged from records this node kept, and another writer had
+ * changed one since: nothing was written, and the batch is to be merged
+ * again, reading its records under lock.
  */
 export class StaleReadError extends Error {
   override readonly name = "StaleReadError";
