@@ -23,7 +23,7 @@ import { createGrpcJsClient } from "../../services/platform/transport/grpc-clien
 import { startEtcd } from "../support/processes/etcd.js";
 import { startServerProcess, type ServerProcess } from "../support/processes/deltamesh.js";
 import type { BenchContext } from "./run.js";
-import { formatRate, percentile, startBenchServer, WRITE_PATH, type BenchServer } from "./support.js";
+import { builtServer, formatRate, percentile, startBenchServer, WRITE_PATH, type BenchServer } from "./support.js";
 import { H2GrpcClient } from "./h2-client.js";
 import { WireReader } from "../../services/platform/wire/reader.js";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -426,6 +426,7 @@ async function benchConfig(dir: string): Promise<string> {
 async function fanout(ctx: BenchContext, writer: BenchServer): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), "deltamesh-bench-stream-"));
   const node = await startServerProcess({
+    entry: builtServer(ctx),
     databaseUrl: writer.databaseUrl,
     args: ["--insecure-dev-auth", "--config", await benchConfig(dir)],
     // BENCH_PROFILE_DIR=<dir>: a V8 CPU profile of the streaming node too.

@@ -73,7 +73,7 @@ let built: string | undefined;
  * write benchmark. Built once per run, inside the checkout so that its
  * imports find node_modules.
  */
-function builtServer(ctx: BenchContext): string {
+export function builtServer(ctx: BenchContext): string {
   if (built === undefined) {
     const out = path.join(REPO, ".bench", "dist");
     ctx.log("building the server (scripts/build.mjs) ...");
