@@ -293,9 +293,8 @@ export class RecordStore {
 
   /**
    * The records this node keeps (./record-cache.ts): how many, how many
-   * batches merged from them without locking, and how many of those were
-   * merged again under lock (a record had changed, or the batch left one as
-   * it was).
+   * batches merged from them without locking, and how many of those found a
+   * record another writer had changed and were merged again under lock.
    */
   recordCacheStats(): { records: number; unlockedBatches: number; retriedUnderLock: number } {
     return { records: this.cache.size, ...this.cacheCounts };
