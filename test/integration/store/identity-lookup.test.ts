@@ -151,28 +151,4 @@ describe("identity lookups", () => {
       await db.query("ROLLBACK");
     }
   });
-
-  it("read a record's history by its index on the change log, which leads with the record id (migration 0013)", async () => {
-    await db.query("BEGIN");
-    try {
-      await db.query(
-        `INSERT INTO changes (tenant, collection, record_id, old_version, new_version, delta, created, deleted, actor, source, device, client_mutation_id)
-         SELECT t, 'customers', 'h' || (i % 500), i / 500, i / 500 + 1, '{}', false, false, 'a', 's', '', ''
-           FROM generate_series(1, 20000) i, (VALUES ('default'), ('other')) v(t)`,
-      );
-      await db.query("ANALYZE changes");
-      const history = await db.query<{ "QUERY PLAN": [{ Plan: PlanNode }] }>(
-        `EXPLAIN (FORMAT JSON) SELECT * FROM changes
-          WHERE tenant = $1 AND collection = $2 AND record_id = $3 AND seq > $4 ORDER BY seq LIMIT $5`,
-        ["default", "customers", "h7", "0", 100],
-      );
-      const plan = nodes(history.rows[0]!["QUERY PLAN"][0].Plan);
-      expect(plan.filter((n) => n["Relation Name"] === "changes").map((n) => n["Node Type"])).not.toContain("Seq Scan");
-      expect(plan.map((n) => n["Index Name"]).filter(Boolean)).toEqual(["changes_record_idx"]);
-      const cols = await db.query<{ def: string }>("SELECT pg_get_indexdef('changes_record_idx'::regclass) AS def");
-      expect(cols.rows[0]!.def).toMatch(/\(record_id, tenant, collection, seq\)/);
-    } finally {
-      await db.query("ROLLBACK");
-    }
-  });
 });
