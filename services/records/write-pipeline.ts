@@ -95,6 +95,26 @@ type RequestOutcome = { ok: true; results: MutationResult[] } | { ok: false; err
 class StaleIdentityError extends Error {}
 
 const MAX_ATTEMPTS = 4;
+
+/** What the pipeline does with a batch whose transaction failed. */
+type Recovery = "split" | "retry" | "fail";
+
+/**
+ * `wrote`: the batch had begun writing (a failure may then have come after
+ * COMMIT was sent).
+ */
+function recoveryFrom(e: unknown, batch: { wrote: boolean; requests: number; attempt: number }): Recovery {
+  // Nothing of the batch committed if it failed before writing or if
+  // PostgreSQL refused one of its statements; a connection lost while the
+  // COMMIT was on its way leaves that unknown, and retrying could apply
+  // a write twice.
+  const stale = e instanceof StaleReadError;
+  const rolledBack = !batch.wrote || stale || isStatementRefusal(e);
+  // Merged from records the store kept (see StaleReadError): retried whole, reading them under lock.
+  if (rolledBack && batch.requests > 1 && !stale) return "split";
+  const retryable = stale || e instanceof StaleIdentityError || isRetryableConflict(e);
+  return retryable && batch.attempt < MAX_ATTEMPTS ? "retry" : "fail";
+}
 /**
  * Longest an acknowledgement waits for this node's streams to place its
  * changes (CommitListener.committed): normally the gap before them fills
@@ -170,31 +190,29 @@ export class WritePipeline {
     };
     let outcomes: RequestOutcome[];
     let logChanges: LogChange[] = [];
+    const recovery = (e: unknown) => recoveryFrom(e, { wrote: filled, requests: batch.length, attempt });
     try {
-      outcomes = await observeWriteBatch(batch, attempt, () =>
-        this.store.writeTransaction(async (tx) => {
-          const applied = await this.applyBatch(tx, batch.map((p) => p.req), attempt, committing);
-          logChanges = applied.logChanges;
-          return applied.outcomes;
-        }),
+      outcomes = await observeWriteBatch(
+        batch,
+        attempt,
+        () =>
+          this.store.writeTransaction(async (tx) => {
+            const applied = await this.applyBatch(tx, batch.map((p) => p.req), attempt, committing);
+            logChanges = applied.logChanges;
+            return applied.outcomes;
+          }),
+        (e) => (recovery(e) === "fail" ? "error" : "retry"),
       );
     } catch (e) {
-      // Nothing of the batch committed if it failed before writing or if
-      // PostgreSQL refused one of its statements; a connection lost while the
-      // COMMIT was on its way leaves that unknown, and retrying could apply
-      // a write twice.
-      const stale = e instanceof StaleReadError;
-      const rolledBack = !filled || stale || isStatementRefusal(e);
+      const next = recovery(e);
       committing();
-      const retryable = stale || e instanceof StaleIdentityError || isRetryableConflict(e);
-      // Merged from records the store kept (see StaleReadError): retried whole, reading them under lock.
-      if (rolledBack && batch.length > 1 && !stale) {
+      if (next === "split") {
         // One request's collision, or input the database refused, must not
         // fail its neighbours: retry each alone, so only its own caller sees it.
         await Promise.all(batch.map((p) => this.run([p], 1)));
         return;
       }
-      if (retryable && attempt < MAX_ATTEMPTS) return this.run(batch, attempt + 1);
+      if (next === "retry") return this.run(batch, attempt + 1);
       const error = toStoreError(e);
       for (const p of batch) p.reject(error);
       return;

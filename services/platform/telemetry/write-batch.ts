@@ -27,10 +27,22 @@ export type ObservedOutcome =
 /** Mirrors the merge's rejection reason: a `reject` policy conflict fails the whole mutation. */
 const REJECTED_REASON = "CONCURRENT_EDIT_REJECTED";
 
+/**
+ * How a failed batch transaction ends: `retry` when the pipeline tries its
+ * requests again (a stale kept record, a lost race for a key, a refused
+ * statement split off its neighbours), `error` when its callers get the error.
+ */
+export type BatchFailure = "retry" | "error";
+
+/**
+ * Runs one attempt of a batch transaction in its span and records its
+ * duration by outcome: `ok`, or `failure(e)` of the error it threw.
+ */
 export async function observeWriteBatch<T extends readonly ObservedOutcome[]>(
   batch: readonly ObservedRequest[],
   attempt: number,
   transaction: () => Promise<T>,
+  failure: (e: unknown) => BatchFailure = () => "error",
 ): Promise<T> {
   let mutations = 0;
   for (const p of batch) mutations += p.req.mutations.length;
@@ -45,7 +57,7 @@ export async function observeWriteBatch<T extends readonly ObservedOutcome[]>(
     // should not pay for query spans nobody keeps.
     outcomes = await (span?.isRecording() ? context.with(trace.setSpan(batch[0]?.caller ?? context.active(), span), transaction) : transaction());
   } catch (e) {
-    m.batchDuration.record((performance.now() - started) / 1000, { outcome: "error" });
+    m.batchDuration.record((performance.now() - started) / 1000, { outcome: failure(e) });
     if (span) {
       span.recordException(e instanceof Error ? e : String(e));
       span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message : String(e) });

@@ -2,6 +2,7 @@
 // span exporter added), a node on a real PostgreSQL, clients over real
 // sockets on both transports, and the real Prometheus endpoint scraped.
 import { readFileSync } from "node:fs";
+import pg from "pg";
 import { Code } from "@connectrpc/connect";
 import { SpanKind } from "@opentelemetry/api";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace";
@@ -11,6 +12,7 @@ import { RecordService } from "../../../gen/deltamesh/v1/records_pb.js";
 import { FieldOutcome_Status } from "../../../gen/deltamesh/v1/types_pb.js";
 import { ChangeService } from "../../../gen/deltamesh/v1/changes_pb.js";
 import { openStream } from "../../support/streams.js";
+import { testDatabaseUrl } from "../../support/env.js";
 import { startTestNode, type TestNode } from "../../support/node.js";
 import { byId, enm, rejection, str } from "../../support/rpc.js";
 import { parsePrometheus, promValue, startTestTelemetry, type PromSample, type TestTelemetry } from "../../support/telemetry.js";
@@ -21,9 +23,11 @@ const WRITE = "deltamesh.v1.RecordService/WriteRecords";
 
 let t: TestTelemetry;
 let node: TestNode;
+let databaseUrl: string;
 beforeAll(async () => {
   t = await startTestTelemetry({ prometheus: true });
-  node = await startTestNode();
+  databaseUrl = await testDatabaseUrl();
+  node = await startTestNode({ databaseUrl });
 });
 afterAll(async () => {
   await node?.stop();
@@ -129,6 +133,30 @@ describe("metrics", () => {
     expect(promValue(after, "deltamesh_record_cache_batches_total", { outcome: "unlocked" }) - promValue(before, "deltamesh_record_cache_batches_total", { outcome: "unlocked" })).toBe(1);
     expect(promValue(after, "deltamesh_record_cache_batches_total", { outcome: "stale" })).toBe(promValue(before, "deltamesh_record_cache_batches_total", { outcome: "stale" }));
     expect(promValue(after, "deltamesh_record_cache_records")).toBeGreaterThanOrEqual(1);
+  });
+
+  it("label a batch attempt retried after another writer changed a kept record as retry, not error", async () => {
+    const rs = node.grpcJs(RecordService);
+    const id = `retried-${process.pid}`;
+    await rs.writeRecords({ mutations: [{ ref: byId(id), set: { name: str("Han Mei"), region: enm("east_china") } }] });
+    // Another writer (as another node would) changes the record this node keeps.
+    const db = new pg.Client(databaseUrl);
+    await db.connect();
+    try {
+      const bumped = await db.query("UPDATE records SET version = version + 1, update_time = now() WHERE tenant = 'default' AND collection = 'customers' AND id = $1", [id]);
+      expect(bumped.rowCount).toBe(1);
+    } finally {
+      await db.end();
+    }
+    const before = await scrape();
+    const r = await rs.writeRecords({ mutations: [{ ref: byId(id), set: { name: str("Han Meimei") } }] });
+    expect(r.results[0]!.version).toBe(3n);
+    const after = await scrape();
+    const delta = (name: string, labels: Record<string, string>) => promValue(after, name, labels) - promValue(before, name, labels);
+    expect(delta("deltamesh_record_cache_batches_total", { outcome: "stale" })).toBe(1);
+    expect(delta("deltamesh_write_batch_duration_count", { outcome: "retry" })).toBe(1);
+    expect(delta("deltamesh_write_batch_duration_count", { outcome: "ok" })).toBe(1);
+    expect(delta("deltamesh_write_batch_duration_count", { outcome: "error" })).toBe(0);
   });
 
   it("report the config revision, open streams and their lag, leadership, and delivered events", async () => {
