@@ -127,6 +127,25 @@ interface ApiResult extends LoopResult {
   /** This (client) process's CPU time per acknowledged mutation, and how busy its main thread was. */
   clientCpuUsPerMutation: number;
   clientBusy: number;
+  /** Write-ahead log PostgreSQL wrote per acknowledged mutation, and checkpoints that began during the run. */
+  walBytesPerMutation: number;
+  checkpoints: number;
+}
+
+/** Where the WAL is and how many checkpoints PostgreSQL has begun (counted in pg_stat_checkpointer since 17, pg_stat_bgwriter before). */
+async function walPosition(pool: pg.Pool): Promise<{ lsn: string; checkpoints: number }> {
+  const version = await pool.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+  const counted =
+    Number(version.rows[0]!.v) >= 170000
+      ? "(SELECT num_timed + num_requested FROM pg_stat_checkpointer)"
+      : "(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter)";
+  const r = await pool.query<{ lsn: string; checkpoints: string }>(`SELECT pg_current_wal_lsn()::text AS lsn, ${counted}::text AS checkpoints`);
+  return { lsn: r.rows[0]!.lsn, checkpoints: Number(r.rows[0]!.checkpoints) };
+}
+
+async function walBytesSince(pool: pg.Pool, lsn: string): Promise<number> {
+  const r = await pool.query<{ bytes: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes", [lsn]);
+  return Number(r.rows[0]!.bytes);
 }
 
 async function rawPg(url: string, connections: number, rowsPerTx: number): Promise<LoopResult> {
@@ -164,10 +183,12 @@ async function rawPg(url: string, connections: number, rowsPerTx: number): Promi
 export async function writesBench(ctx: BenchContext): Promise<void> {
   const server = await startBenchServer(ctx);
   const client = new H2GrpcClient(server.grpcAddress);
+  const observer = new pg.Pool({ connectionString: server.databaseUrl, max: 1 });
   const serverCpu = () => treeCpuMs(server.server.pid) / 1000;
   const postgresCpu = () => treeCpuMs(server.postgresPid) / 1000;
   const api = async (templates: MutationTemplate[], batch: number, callers: number, seconds = SECONDS): Promise<ApiResult> => {
     const requests = new RequestFactory(templates, batch);
+    const wal = await walPosition(observer);
     const [cpuBefore, pgBefore, clientBefore] = [serverCpu(), postgresCpu(), process.cpuUsage()];
     const loopBefore = performance.eventLoopUtilization();
     const result = await closedLoop(callers, seconds, async () => {
@@ -176,12 +197,16 @@ export async function writesBench(ctx: BenchContext): Promise<void> {
     });
     const mutations = result.unitsPerSecond * seconds;
     const clientCpu = process.cpuUsage(clientBefore);
+    const postgresCpuUs = (postgresCpu() - pgBefore) * 1e6;
+    const walBytes = await walBytesSince(observer, wal.lsn);
     return {
       ...result,
       clientCpuUsPerMutation: (clientCpu.user + clientCpu.system) / mutations,
       clientBusy: performance.eventLoopUtilization(loopBefore).utilization,
       serverCpuUsPerMutation: ((serverCpu() - cpuBefore) / mutations) * 1e6,
-      postgresCpuUsPerMutation: ((postgresCpu() - pgBefore) / mutations) * 1e6,
+      postgresCpuUsPerMutation: postgresCpuUs / mutations,
+      walBytesPerMutation: walBytes / mutations,
+      checkpoints: (await walPosition(observer)).checkpoints - wal.checkpoints,
     };
   };
 
@@ -193,19 +218,20 @@ export async function writesBench(ctx: BenchContext): Promise<void> {
   // BENCH_ONLY=a,b,...: run only these workloads (profiling one of them).
   const only = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e").split(","));
   const skipped: LoopResult = { unitsPerSecond: NaN, latenciesMs: [] };
-  const skippedApi: ApiResult = { ...skipped, serverCpuUsPerMutation: NaN, postgresCpuUsPerMutation: NaN, clientCpuUsPerMutation: NaN, clientBusy: NaN };
+  const skippedApi: ApiResult = { ...skipped, serverCpuUsPerMutation: NaN, postgresCpuUsPerMutation: NaN, clientCpuUsPerMutation: NaN, clientBusy: NaN, walBytesPerMutation: NaN, checkpoints: NaN };
   const a = only.has("a") ? await api(plainTemplates("a"), 1, 64) : skippedApi;
   const b = only.has("b") ? await api(plainTemplates("b"), 100, 8) : skippedApi;
   const e = only.has("e") ? await api(mixedTemplates("e"), 100, 8) : skippedApi;
   const c = only.has("c") ? await rawPg(server.databaseUrl, 64, 1) : skipped;
   const d = only.has("d") ? await rawPg(server.databaseUrl, 8, 100) : skipped;
   client.close();
+  await observer.end();
   const cpu = await server.stop();
 
   const row = (name: string, r: LoopResult | ApiResult) =>
     `${name.padEnd(52)} ${formatRate(r.unitsPerSecond).padStart(9)}/s   p50 ${percentile(r.latenciesMs, 50).toFixed(1).padStart(6)} ms   p99 ${percentile(r.latenciesMs, 99).toFixed(1).padStart(6)} ms` +
     ("serverCpuUsPerMutation" in r
-      ? `   CPU per mutation: server ${r.serverCpuUsPerMutation.toFixed(0)} µs, PostgreSQL ${r.postgresCpuUsPerMutation.toFixed(0)} µs, client ${r.clientCpuUsPerMutation.toFixed(0)} µs (${(r.clientBusy * 100).toFixed(0)} % busy)`
+      ? `   CPU per mutation: server ${r.serverCpuUsPerMutation.toFixed(0)} µs, PostgreSQL ${r.postgresCpuUsPerMutation.toFixed(0)} µs, client ${r.clientCpuUsPerMutation.toFixed(0)} µs (${(r.clientBusy * 100).toFixed(0)} % busy); WAL ${formatRate(r.walBytesPerMutation)} B, ${r.checkpoints} checkpoint(s)`
       : "");
   ctx.print(row("(a) API, 1 mutation per RPC, 64 callers", a));
   ctx.print(row("(b) API, 100 mutations per RPC, 8 callers", b));
