@@ -3,23 +3,12 @@
 // changes are handed over first; the acknowledgement follows in a later turn
 // of the event loop, after the streams' own writes of that turn, and when the
 // streams cannot place the changes yet it waits for them, but only so long.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_CONFIG_PATH, readConfigFile } from "../../../services/config/file-source.js";
+import { describe, expect, it } from "vitest";
 import { WritePipeline, type CommitListener, type WriteRequest } from "../../../services/records/write-pipeline.js";
-import type { SchemaSet } from "../../../services/schema/index.js";
 import type { LogChange } from "../../../services/store/change-reader.js";
-import { RecordStore } from "../../../services/store/record-store.js";
-import { testDatabaseUrl } from "../../support/env.js";
+import { usePipelineStore } from "../../support/pipeline-store.js";
 
-let store: RecordStore;
-let schemas: SchemaSet;
-beforeAll(async () => {
-  store = await RecordStore.open({ url: await testDatabaseUrl() });
-  schemas = (await readConfigFile(DEFAULT_CONFIG_PATH)).schemas;
-});
-afterAll(async () => {
-  await store?.close();
-});
+const db = usePipelineStore();
 
 let n = 0;
 const request = (): WriteRequest => {
@@ -52,7 +41,7 @@ function recordingListener(answer: () => Promise<void> | undefined) {
 describe("a write's acknowledgement and this node's streams", () => {
   it("is given after the changes were handed to the streams, in a later turn of the event loop", async () => {
     const { listener, events, handed } = recordingListener(() => undefined);
-    const pipeline = new WritePipeline(store, () => schemas, { commits: listener });
+    const pipeline = new WritePipeline(db.store, () => db.schemas, { commits: listener });
     const [result] = await pipeline.write(request());
     events.push("acknowledged");
     expect(events).toEqual(["handed", "stream wrote", "next turn", "acknowledged"]);
@@ -67,7 +56,7 @@ describe("a write's acknowledgement and this node's streams", () => {
       handed();
       return new Promise<void>((resolve) => (place = resolve));
     });
-    const pipeline = new WritePipeline(store, () => schemas, { commits: listener, maxAckWaitMs: 60_000 });
+    const pipeline = new WritePipeline(db.store, () => db.schemas, { commits: listener, maxAckWaitMs: 60_000 });
     const acknowledged = pipeline.write(request()).then(() => events.push("acknowledged"));
     await wasHanded;
     await new Promise((r) => setTimeout(r, 50));
@@ -79,7 +68,7 @@ describe("a write's acknowledgement and this node's streams", () => {
 
   it("acknowledges anyway after a short bound when the streams never place them (a tailer that cannot read)", async () => {
     const { listener } = recordingListener(() => new Promise<void>(() => undefined));
-    const pipeline = new WritePipeline(store, () => schemas, { commits: listener, maxAckWaitMs: 200 });
+    const pipeline = new WritePipeline(db.store, () => db.schemas, { commits: listener, maxAckWaitMs: 200 });
     const started = performance.now();
     const [result] = await pipeline.write(request());
     expect(result!.version).toBe(1);
@@ -90,7 +79,7 @@ describe("a write's acknowledgement and this node's streams", () => {
 
   it("changes nothing for writers when no stream listens", async () => {
     const events: string[] = [];
-    const pipeline = new WritePipeline(store, () => schemas, {
+    const pipeline = new WritePipeline(db.store, () => db.schemas, {
       commits: {
         listening: () => false,
         committed: () => {
