@@ -6,7 +6,7 @@
 // exit hooks (async-exit-hook) that call process.exit(0) on `beforeExit` and
 // on SIGTERM: they would erase a test runner's failing exit code and cut our
 // own graceful shutdown short.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
@@ -14,6 +14,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { stopWithParent } from "../platform/stop-with-parent.js";
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;
@@ -49,12 +50,6 @@ const MAX_SOCKET_PATH = 107;
 const PASSWORD = "deltamesh";
 const run = promisify(execFile);
 
-/** Servers started by this process, stopped if the process exits without stopping them. */
-const running = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of running) child.kill("SIGINT");
-});
-
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const log = opts.onLog ?? (() => undefined);
   const dataDir = path.resolve(opts.dataDir);
@@ -81,9 +76,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     ],
     { ...(runAs ?? {}), stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LC_MESSAGES: "C" } },
   );
-  running.add(child);
+  // Fast shutdown if this process exits without stopping it.
+  stopWithParent(child, "SIGINT");
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  void exited.then(() => running.delete(child));
   await new Promise<void>((resolve, reject) => {
     let output = "";
     child.stderr!.on("data", (chunk: Buffer) => {

@@ -132,20 +132,30 @@ interface ApiResult extends LoopResult {
   checkpoints: number;
 }
 
-/** Where the WAL is and how many checkpoints PostgreSQL has begun (counted in pg_stat_checkpointer since 17, pg_stat_bgwriter before). */
-async function walPosition(pool: pg.Pool): Promise<{ lsn: string; checkpoints: number }> {
+/**
+ * The WAL PostgreSQL writes and the checkpoints it begins between `start()`
+ * and the `since` it returns (checkpoints are counted in pg_stat_checkpointer
+ * since PostgreSQL 17, in pg_stat_bgwriter before).
+ */
+async function walMeter(pool: pg.Pool): Promise<{ start(): Promise<() => Promise<{ bytes: number; checkpoints: number }>> }> {
   const version = await pool.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
-  const counted =
+  const checkpoints =
     Number(version.rows[0]!.v) >= 170000
       ? "(SELECT num_timed + num_requested FROM pg_stat_checkpointer)"
       : "(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter)";
-  const r = await pool.query<{ lsn: string; checkpoints: string }>(`SELECT pg_current_wal_lsn()::text AS lsn, ${counted}::text AS checkpoints`);
-  return { lsn: r.rows[0]!.lsn, checkpoints: Number(r.rows[0]!.checkpoints) };
-}
-
-async function walBytesSince(pool: pg.Pool, lsn: string): Promise<number> {
-  const r = await pool.query<{ bytes: string }>("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes", [lsn]);
-  return Number(r.rows[0]!.bytes);
+  return {
+    async start() {
+      const at = await pool.query<{ lsn: string; n: string }>(`SELECT pg_current_wal_lsn()::text AS lsn, ${checkpoints}::text AS n`);
+      const { lsn, n } = at.rows[0]!;
+      return async () => {
+        const r = await pool.query<{ bytes: string; n: string }>(
+          `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes, ${checkpoints}::text AS n`,
+          [lsn],
+        );
+        return { bytes: Number(r.rows[0]!.bytes), checkpoints: Number(r.rows[0]!.n) - Number(n) };
+      };
+    },
+  };
 }
 
 async function rawPg(url: string, connections: number, rowsPerTx: number): Promise<LoopResult> {
@@ -184,11 +194,12 @@ export async function writesBench(ctx: BenchContext): Promise<void> {
   const server = await startBenchServer(ctx);
   const client = new H2GrpcClient(server.grpcAddress);
   const observer = new pg.Pool({ connectionString: server.databaseUrl, max: 1 });
+  const wal = await walMeter(observer);
   const serverCpu = () => treeCpuMs(server.server.pid) / 1000;
   const postgresCpu = () => treeCpuMs(server.postgresPid) / 1000;
   const api = async (templates: MutationTemplate[], batch: number, callers: number, seconds = SECONDS): Promise<ApiResult> => {
     const requests = new RequestFactory(templates, batch);
-    const wal = await walPosition(observer);
+    const walSince = await wal.start();
     const [cpuBefore, pgBefore, clientBefore] = [serverCpu(), postgresCpu(), process.cpuUsage()];
     const loopBefore = performance.eventLoopUtilization();
     const result = await closedLoop(callers, seconds, async () => {
@@ -197,16 +208,17 @@ export async function writesBench(ctx: BenchContext): Promise<void> {
     });
     const mutations = result.unitsPerSecond * seconds;
     const clientCpu = process.cpuUsage(clientBefore);
+    // Before the WAL query, whose own work is not the workload's.
     const postgresCpuUs = (postgresCpu() - pgBefore) * 1e6;
-    const walBytes = await walBytesSince(observer, wal.lsn);
+    const logged = await walSince();
     return {
       ...result,
       clientCpuUsPerMutation: (clientCpu.user + clientCpu.system) / mutations,
       clientBusy: performance.eventLoopUtilization(loopBefore).utilization,
       serverCpuUsPerMutation: ((serverCpu() - cpuBefore) / mutations) * 1e6,
       postgresCpuUsPerMutation: postgresCpuUs / mutations,
-      walBytesPerMutation: walBytes / mutations,
-      checkpoints: (await walPosition(observer)).checkpoints - wal.checkpoints,
+      walBytesPerMutation: logged.bytes / mutations,
+      checkpoints: logged.checkpoints,
     };
   };
 

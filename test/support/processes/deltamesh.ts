@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import type { GrpcJsClient } from "../../../services/platform/transport/grpc-client.js";
+import { stopWithParent } from "../../../services/platform/stop-with-parent.js";
 import { imageNodeOptions } from "./image-node-options.js";
 import { grpcJsClientAs, type Identity } from "../node.js";
 import { testJwks, TEST_AUDIENCE, TEST_ISSUER } from "../tokens.js";
@@ -53,16 +54,6 @@ const TEST_AUTH_ENV = {
   DELTAMESH_MASK_HASH_KEY: "test-mask-key",
 };
 
-/**
- * Servers started by this process, killed if it exits without stopping them
- * (a benchmark or test that throws): an orphaned server keeps its port and
- * retries its lost database, and skews the next benchmark's CPU figures.
- */
-const running = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const child of running) child.kill("SIGKILL");
-});
-
 export async function startServerProcess(opts: ServerProcessOptions): Promise<ServerProcess> {
   const child = spawn(
     process.execPath,
@@ -78,10 +69,9 @@ export async function startServerProcess(opts: ServerProcessOptions): Promise<Se
       env: { ...process.env, ...TEST_AUTH_ENV, DELTAMESH_LOG_LEVEL: "warn", NODE_OPTIONS: [process.env.NODE_OPTIONS, imageNodeOptions()].filter(Boolean).join(" "), ...opts.env },
     },
   );
-  running.add(child);
+  stopWithParent(child, "SIGKILL");
   child.stderr!.on("data", (d: Buffer) => opts.onLog?.(d.toString().trimEnd()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  void exited.then(() => running.delete(child));
   const port = await new Promise<number>((resolve, reject) => {
     let out = "";
     child.stdout!.on("data", (d: Buffer) => {
