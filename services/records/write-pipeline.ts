@@ -280,7 +280,16 @@ export class WritePipeline {
     // 1. Everything the batch reads, and the locks on its records, in one
     // round trip (no lock when the store kept every record as this node last
     // wrote it: the write then checks they are still current).
+    // Each identity value once: an upsert by a key usually also sets it, and
+    // every value looked up costs PostgreSQL an index probe.
     const lookups: IdentityLookup[] = [];
+    const lookedUp = new Set<string>();
+    const lookUp = (l: IdentityLookup) => {
+      const ks = identityKeyString(l);
+      if (lookedUp.has(ks)) return;
+      lookedUp.add(ks);
+      lookups.push(l);
+    };
     const idempotencyIds: { tenant: string; clientMutationId: string }[] = [];
     const lockIds: RecordKey[] = [];
     const lockHolders: IdentityLookup[] = [];
@@ -296,13 +305,13 @@ export class WritePipeline {
       for (const m of mutations) {
         if ("identity" in m.target) {
           const target = { tenant, collection: m.collection, ...m.target.identity };
-          lookups.push(target);
+          lookUp(target);
           lockHolders.push(target);
         } else lockIds.push({ tenant, collection: m.collection, id: m.target.id });
         const schema = schemas.collections.get(m.collection);
         for (const field of schema?.identityFields ?? []) {
           const value = m.set[field];
-          if (value !== undefined && value !== null) lookups.push({ tenant, collection: m.collection, field, value });
+          if (value !== undefined && value !== null) lookUp({ tenant, collection: m.collection, field, value });
         }
         if (m.clientMutationId) idempotencyIds.push({ tenant, clientMutationId: m.clientMutationId });
       }

@@ -583,7 +583,7 @@ interface AppliedRow {
   seq: string | null;
 }
 
-function appliedStatement(ids: readonly { tenant: string; clientMutationId: string }[]): Statement {
+export function appliedStatement(ids: readonly { tenant: string; clientMutationId: string }[]): Statement {
   return {
     text: `SELECT a.* FROM ROWS FROM (unnest($1::text[]), unnest($2::text[])) AS k(tenant, cmid) CROSS JOIN LATERAL
              (SELECT tenant, client_mutation_id, result, seq FROM applied_mutations

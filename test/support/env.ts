@@ -3,23 +3,12 @@
 import { randomBytes } from "node:crypto";
 import { mkdtemp } from "node:fs/promises";
 import path from "node:path";
-import pg from "pg";
 import { inject } from "vitest";
+import { createDatabase } from "./create-database.js";
 
 /** A new, empty database on the shared test PostgreSQL; migrations run when a store opens it. */
 export async function testDatabaseUrl(): Promise<string> {
-  const admin = inject("postgresAdminUrl");
-  const name = `t_${randomBytes(6).toString("hex")}`;
-  const client = new pg.Client({ connectionString: admin });
-  await client.connect();
-  try {
-    await client.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await client.end();
-  }
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return url.toString();
+  return createDatabase(inject("postgresAdminUrl"), `t_${randomBytes(6).toString("hex")}`);
 }
 
 export function testEtcdEndpoint(): string {
