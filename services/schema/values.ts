@@ -76,9 +76,13 @@ export function decodeValue(field: FieldSchema, value: Value, ctx: DecodeContext
   }
   const expected = KIND_OF_TYPE[field.type];
   if (kind.case !== expected) {
+    // The text too, when the value carries one: an importer sends a CSV cell
+    // it cannot read as the field's kind as a string, and the person fixing
+    // the file needs to see which text was refused.
+    const text = kind.case === "stringValue" || kind.case === "enumValue" || kind.case === "decimalValue" ? ` ${short(kind.value)}` : "";
     return fail(
       "WRONG_TYPE",
-      `${field.name} is a ${field.type} field: expected ${KIND_NAMES[expected]}, got ${KIND_NAMES[kind.case]}`,
+      `${field.name} is ${/^[aeiou]/.test(field.type) ? "an" : "a"} ${field.type} field: expected ${KIND_NAMES[expected]}, got ${KIND_NAMES[kind.case]}${text}`,
     );
   }
 

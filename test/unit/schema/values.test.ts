@@ -80,7 +80,10 @@ describe("decodeValue: kinds", () => {
 
   it("refuses the wrong kind, naming expected and actual", () => {
     refused("name", int(1n), "WRONG_TYPE", "name is a string field: expected string_value, got int_value");
-    refused("visits", str("1"), "WRONG_TYPE", "expected int_value, got string_value");
+    refused("visits", str("1"), "WRONG_TYPE", 'visits is an int field: expected int_value, got string_value "1"');
+    refused("visits", str("abc"), "WRONG_TYPE", 'got string_value "abc"');
+    refused("level", str("x".repeat(100)), "WRONG_TYPE", `got string_value "${"x".repeat(61)}..."`);
+    refused("name", dec("1.5"), "WRONG_TYPE", 'name is a string field: expected string_value, got decimal_value "1.5"');
     refused("credit", str("1.5"), "WRONG_TYPE", "expected decimal_value, got string_value");
     refused("vip", str("true"), "WRONG_TYPE", "expected bool_value, got string_value");
     refused("birthday", str("2024-01-01T00:00:00Z"), "WRONG_TYPE", "expected timestamp_value");
