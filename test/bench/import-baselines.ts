@@ -110,28 +110,27 @@ async function writeStoredRows(client: pg.PoolClient, batch: RowValues[]): Promi
   await run(identityStatement(identities));
   await run(appliedStatement(mutationIds.map((clientMutationId) => ({ tenant: TENANT, clientMutationId }))));
   await run(lockStatement([], identities.filter((k) => k.field === "erp_id")));
-  const column = (values: readonly (string | number | null)[]) => arrayLiteral(values);
-  const each = (v: string) => column(batch.map(() => v));
+  const each = (v: string) => arrayLiteral(batch.map(() => v));
   await client.query(
     `INSERT INTO records (tenant, collection, id, version, fields, clocks, deleted, create_time, update_time)
      SELECT t, c, id, 1, f::jsonb, cl::json, false, now(), now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, c, id, f, cl)`,
     [
       each(TENANT),
       each(COLLECTION),
-      column(ids),
-      column(batch.map((r) => JSON.stringify(r))),
-      column(batch.map((r) => JSON.stringify(Object.fromEntries(Object.keys(r).map((f) => [f, { v: 1, h: hlc, s: "erp", a: "bench", d: "" }]))))),
+      arrayLiteral(ids),
+      arrayLiteral(batch.map((r) => JSON.stringify(r))),
+      arrayLiteral(batch.map((r) => JSON.stringify(Object.fromEntries(Object.keys(r).map((f) => [f, { v: 1, h: hlc, s: "erp", a: "bench", d: "" }]))))),
     ],
   );
   await client.query(
     `INSERT INTO record_keys (tenant, collection, field, value, record_id)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
     [
-      column(identities.map((k) => k.tenant)),
-      column(identities.map((k) => k.collection)),
-      column(identities.map((k) => k.field)),
-      column(identities.map((k) => JSON.stringify(k.value))),
-      column(identities.map((k) => k.recordId)),
+      arrayLiteral(identities.map((k) => k.tenant)),
+      arrayLiteral(identities.map((k) => k.collection)),
+      arrayLiteral(identities.map((k) => k.field)),
+      arrayLiteral(identities.map((k) => JSON.stringify(k.value))),
+      arrayLiteral(identities.map((k) => k.recordId)),
     ],
   );
   // Change rows in order, under the sequencing lock, as every write batch appends them.
@@ -144,10 +143,10 @@ async function writeStoredRows(client: pg.PoolClient, batch: RowValues[]): Promi
     [
       each(TENANT),
       each(COLLECTION),
-      column(ids),
-      column(batch.map((r) => JSON.stringify({ set: r, cleared: [], decisions: [], h: hlc, k: Object.keys(r) }))),
-      column(mutationIds),
-      column(batch.map((r) => JSON.stringify(r))),
+      arrayLiteral(ids),
+      arrayLiteral(batch.map((r) => JSON.stringify({ set: r, cleared: [], decisions: [], h: hlc, k: Object.keys(r) }))),
+      arrayLiteral(mutationIds),
+      arrayLiteral(batch.map((r) => JSON.stringify(r))),
     ],
   );
   const results = batch.map((r, i) =>
@@ -163,5 +162,5 @@ async function writeStoredRows(client: pg.PoolClient, batch: RowValues[]): Promi
       fp: "0123456789abcdef0123456789abcdef",
     }),
   );
-  await client.query(APPLIED_INSERT_SQL, [each(TENANT), column(mutationIds), results.join("\x1e"), each(COLLECTION), column(ids), column(batch.map(() => 1))]);
+  await client.query(APPLIED_INSERT_SQL, [each(TENANT), arrayLiteral(mutationIds), results.join("\x1e"), each(COLLECTION), arrayLiteral(ids), arrayLiteral(batch.map(() => 1))]);
 }
