@@ -243,6 +243,8 @@ describe("refusals", () => {
     const shortLived: Identity = { authorization: `Bearer ${signTestToken({ sub: sales.subject, roles: sales.roles, attributes: sales.attributes }, { expiresIn: 4 })}` };
     const s = openStream(node.grpcJs(ChangeService, shortLived), { collections: [customersOf(dept)], start: { case: "fromNow", value: {} } });
     try {
+      // "From now" starts where the opening heartbeat says: an edit before it may precede the stream.
+      await s.until((e) => e.length >= 1, 10_000, "first heartbeat");
       await edit(id, { notes: str("before expiry") });
       await s.until((e) => recordEvents(e).length >= 1);
       await s.done(8_000);
