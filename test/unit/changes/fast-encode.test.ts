@@ -90,8 +90,11 @@ describe("encodeUpsert", () => {
       fc.constantFrom("2024-02-29T12:00:00.5Z", "12.50", "x"),
     );
     fc.assert(
-      fc.property(fc.dictionary(fc.constantFrom(...names), stored), fc.subarray(names), (set, masked) => {
-        const ev = upsert({ set: set as Record<string, StoredValue>, masked: masked.filter((m) => m in set) });
+      fc.property(fc.dictionary(fc.constantFrom(...names), stored), fc.subarray(names), fc.string(), (set, maskedNames, maskText) => {
+        // A masked field holds its mask's text, whatever its type (services/access/view.ts applies the mask first).
+        const masked = maskedNames.filter((m) => m in set);
+        for (const m of masked) set[m] = maskText;
+        const ev = upsert({ set: set as Record<string, StoredValue>, masked });
         const fast = fromBinary(ChangeEventSchema, encodeUpsert(ev, "c", schema));
         expect(equals(ChangeEventSchema, fast, eventMessage(ev, "c", schemas))).toBe(true);
       }),
