@@ -13,7 +13,7 @@ import pg from "pg";
 import { newRecordId } from "../../services/records/write-pipeline.js";
 import { appliedStatement, APPLIED_INSERT_SQL, identityStatement, lockStatement, RecordStore } from "../../services/store/record-store.js";
 import { SEQUENCING_LOCK_KEY } from "../../services/store/sequencing.js";
-import { arrayLiteral } from "../../services/store/transaction.js";
+import { arrayLiteral, inTransaction } from "../../services/store/transaction.js";
 import { openRows, type RowValues } from "../../services/cli/import/rows.js";
 import { createDatabase } from "../support/create-database.js";
 
@@ -37,20 +37,6 @@ async function inBatches(file: string, write: (batch: RowValues[]) => Promise<vo
   }
   if (batch.length > 0) await send();
   await Promise.all(inflight);
-}
-
-async function inTransaction(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query("BEGIN");
-    await work(client);
-    await client.query("COMMIT");
-  } catch (e) {
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw e;
-  } finally {
-    client.release();
-  }
 }
 
 /** An upsert by erp_id into a one-table store, and a log row, per row. */
